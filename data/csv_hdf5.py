@@ -1,0 +1,96 @@
+"""Reading a CSV of X-rays and the HDF5 of embeddings beside it (SPEC §3), with clear errors.
+
+Row i of the HDF5 dataset ``dataset`` is the embedding of CSV row i; nothing here
+reorders, skips or drops a row.
+"""
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from utils.errors import UserError
+
+HDF5_DATASET = "dataset"
+FINITE_CHECK_ROWS = 65536  # rows checked for NaN/inf at a time, to keep the check's memory small
+
+
+def hdf5_path_for(csv_path):
+    """``folder/train_pos.csv`` -> ``folder/train_pos.hdf5`` (same folder, same stem)."""
+    return os.path.splitext(csv_path)[0] + ".hdf5"
+
+
+def read_csv(csv_path, required_columns=("Path",)):
+    """Read a CSV, refusing a missing file or missing columns with a one-line error."""
+    if not os.path.isfile(csv_path):
+        raise UserError(f"{csv_path}: CSV file not found")
+    try:
+        frame = pd.read_csv(csv_path, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        raise UserError(f"{csv_path}: cannot read CSV ({str(err).strip().splitlines()[0]})") from None
+    missing = [c for c in required_columns if c not in frame.columns]
+    if missing:
+        raise UserError(f"{csv_path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+                        f"found {', '.join(repr(c) for c in frame.columns)}")
+    return frame
+
+
+def embedding_shape(hdf5_path):
+    """(rows, D) of the dataset in ``hdf5_path``, validating that it is there and two-dimensional."""
+    with _open_dataset(hdf5_path) as (_, dataset):
+        return tuple(dataset.shape)
+
+
+def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
+    """Copy the HDF5 dataset into ``out`` (a float32 array view of shape (rows, D)) and validate it.
+
+    Reads straight into the caller's array so that the embeddings of several
+    files can share one table without an extra copy.
+    """
+    with _open_dataset(hdf5_path) as (_, dataset):
+        rows = dataset.shape[0]
+        if rows != expected_rows:
+            raise UserError(f"{csv_path} has {expected_rows} rows but {hdf5_path} has {rows} embeddings; "
+                            "row i of the HDF5 must be the embedding of CSV row i")
+        if dataset.shape[1] != out.shape[1]:
+            raise UserError(f"{hdf5_path}: embeddings have size {dataset.shape[1]}, expected {out.shape[1]} "
+                            "(all files of a run must come from the same encoder)")
+        for start in range(0, rows, FINITE_CHECK_ROWS):
+            stop = min(start + FINITE_CHECK_ROWS, rows)
+            chunk = out[start:stop]
+            dataset.read_direct(chunk, source_sel=np.s_[start:stop])
+            finite = np.isfinite(chunk).all(axis=1)
+            if not finite.all():
+                bad_row = start + int(np.argmin(finite))
+                raise UserError(f"{hdf5_path}: embedding of row {bad_row} (CSV {csv_path} row {bad_row}) "
+                                "contains NaN or infinity")
+
+
+class _open_dataset:
+    """Context manager: (file, dataset) for ``hdf5_path`` with one-line errors."""
+
+    def __init__(self, hdf5_path):
+        self.path = hdf5_path
+        self.file = None
+
+    def __enter__(self):
+        if not os.path.isfile(self.path):
+            raise UserError(f"{self.path}: HDF5 file of embeddings not found (it must sit beside the CSV "
+                            "with the same name; make it with xray_to_hdf5.py)")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise UserError(f"{self.path}: not a readable HDF5 file ({err})") from None
+        if HDF5_DATASET not in self.file:
+            names = ", ".join(self.file.keys()) or "none"
+            self.file.close()
+            raise UserError(f"{self.path}: no dataset named '{HDF5_DATASET}' (found: {names})")
+        dataset = self.file[HDF5_DATASET]
+        if dataset.ndim != 2:
+            self.file.close()
+            raise UserError(f"{self.path}: dataset '{HDF5_DATASET}' has shape {dataset.shape}, expected (rows, D)")
+        return self.file, dataset
+
+    def __exit__(self, *exc):
+        self.file.close()
+        return False

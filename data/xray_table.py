@@ -1,0 +1,90 @@
+"""The embeddings of one split (a positive CSV and a normal CSV) held in memory as one table.
+
+Positive-CSV rows come first, normal-CSV rows after them, in one (rows, D)
+float32 tensor read straight from the HDF5 files (no intermediate copy), so a
+task is just two index arrays into it and can be gathered on any device.
+"""
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.asl import ASL_SIZE, asl_features
+from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
+
+log = logging.getLogger("medselect")
+
+# CheXpert marks uncertain findings -1; MedSelect counts uncertain as positive (SPEC §3).
+POSITIVE_VALUES = (1.0, -1.0)
+UNCERTAIN_VALUE = -1.0
+
+
+@dataclass
+class XrayTable:
+    embeddings: torch.Tensor  # (rows, D): positive-CSV rows, then normal-CSV rows
+    asl: torch.Tensor | None  # (rows, 3) Sex, Age, Frontal/Lateral, or None without USE_ASL
+    positive_rows: dict  # condition -> int64 array of table rows positive for it
+    num_positive_csv_rows: int
+    num_normal_rows: int
+    positive_csv: str
+    normal_csv: str
+
+    @property
+    def embedding_size(self):
+        return self.embeddings.shape[1]
+
+    @property
+    def selector_input_size(self):
+        return self.embedding_size + (ASL_SIZE if self.asl is not None else 0)
+
+    @property
+    def normal_row_offset(self):
+        return self.num_positive_csv_rows
+
+    def to(self, device):
+        self.embeddings = self.embeddings.to(device)
+        if self.asl is not None:
+            self.asl = self.asl.to(device)
+        return self
+
+    def selector_input(self, rows):
+        """rows (B, P) -> (B, P, D [+3]): what the selector reads; ASL appended when in use."""
+        features = self.embeddings[rows]
+        if self.asl is None:
+            return features
+        return torch.cat([features, self.asl[rows]], dim=-1)
+
+    def classifier_input(self, rows):
+        """rows (..., n) -> (..., n, D): the classifier always sees the image embedding only."""
+        return self.embeddings[rows]
+
+
+def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):
+    """Read and validate a split's CSV/HDF5 pairs; every problem is a one-line UserError."""
+    positive_frame = read_csv(positive_csv, required_columns=["Path", *conditions])
+    normal_frame = read_csv(normal_csv)
+    positive_hdf5, normal_hdf5 = hdf5_path_for(positive_csv), hdf5_path_for(normal_csv)
+    _, dim = embedding_shape(positive_hdf5)
+    num_positive, num_normal = len(positive_frame), len(normal_frame)
+
+    embeddings = np.empty((num_positive + num_normal, dim), dtype=np.float32)
+    read_embeddings_into(positive_hdf5, embeddings[:num_positive], num_positive, positive_csv)
+    read_embeddings_into(normal_hdf5, embeddings[num_positive:], num_normal, normal_csv)
+
+    asl = None
+    if use_asl:
+        asl = torch.from_numpy(np.concatenate([asl_features(positive_frame, positive_csv),
+                                               asl_features(normal_frame, normal_csv)]))
+
+    positive_rows = {}
+    for condition in conditions:
+        values = positive_frame[condition].to_numpy()
+        positive_rows[condition] = np.flatnonzero(np.isin(values, POSITIVE_VALUES)).astype(np.int64)
+        uncertain = int((values == UNCERTAIN_VALUE).sum())
+        if uncertain:
+            log.info("%s: %d of %d '%s' positives are uncertain (-1) and count as positive",
+                     positive_csv, uncertain, len(positive_rows[condition]), condition)
+    return XrayTable(embeddings=torch.from_numpy(embeddings), asl=asl, positive_rows=positive_rows,
+                     num_positive_csv_rows=num_positive, num_normal_rows=num_normal,
+                     positive_csv=positive_csv, normal_csv=normal_csv)

@@ -1,0 +1,86 @@
+"""One REINFORCE step, and scoring a selection on a batch of tasks (SPEC §7-§8).
+
+Everything here is batched over tasks and runs on the device of the XrayTable:
+gathering embeddings, sampling, the classifier and the AUROC. No Python loop
+over tasks or X-rays.
+"""
+import numpy as np
+import torch
+
+from utils.metrics import batched_auroc
+from utils.sampling import random_selection, sample_selection, top_k_selection
+
+SELECTION_MODES = ("sample", "topk")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The REINFORCE loss became NaN or infinite."""
+
+
+def learning_rate_for_epoch(base_learning_rate, epoch):
+    """The original schedule: the base rate for the first two epochs, x 0.1 from the third (epoch is 0-based)."""
+    return base_learning_rate * (0.1 if epoch >= 2 else 1.0)
+
+
+def selection_auroc(table, tasks, selection, predictor, query_embeddings=None):
+    """Query-set AUROC of the classifier built from the selected pool positions.
+
+    selection (B, K) pool positions -> (B,) AUROC. The classifier sees image
+    embeddings only, never the ASL features.
+    """
+    selected_rows = tasks.pool_rows.gather(1, selection)  # (B, K)
+    selected_labels = tasks.pool_labels.gather(1, selection)  # (B, K)
+    if query_embeddings is None:
+        query_embeddings = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+    scores = predictor(table.classifier_input(selected_rows), selected_labels, query_embeddings)  # (B, Q)
+    return batched_auroc(tasks.query_labels, scores)
+
+
+def train_step(selector, optimizer, predictor, table, tasks, k, selection_generator, baseline_generator):
+    """One REINFORCE update on a batch of tasks; returns per-batch means as floats.
+
+    reward = AUROC(selector's K draws) - AUROC(K uniformly random distinct X-rays),
+    loss = -mean(reward * log p(selection)).
+    """
+    selector.train()
+    logits = selector(table.selector_input(tasks.pool_rows))  # (B, P)
+    selection, log_prob = sample_selection(logits, k, selection_generator)  # (B, K), (B,)
+    with torch.no_grad():
+        query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+        auroc = selection_auroc(table, tasks, selection, predictor, query)
+        baseline = random_selection(len(tasks), logits.shape[1], k, baseline_generator, logits.device)
+        baseline_auroc = selection_auroc(table, tasks, baseline, predictor, query)
+        reward = (auroc - baseline_auroc).to(log_prob.dtype)  # (B,)
+    loss = -(reward * log_prob).mean()
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    stats = torch.stack([auroc.mean(), baseline_auroc.mean(), reward.mean().double(), loss.detach().double()])
+    return dict(zip(("auroc", "baseline_auroc", "reward", "loss"), stats.tolist()))
+
+
+@torch.no_grad()
+def select(selector, table, tasks, k, mode="sample", generator=None):
+    """The selector's K pool positions for each task: multinomial draws ('sample') or the K best ('topk')."""
+    logits = selector(table.selector_input(tasks.pool_rows))  # (B, P)
+    if mode == "sample":
+        return sample_selection(logits, k, generator)[0]
+    if mode == "topk":
+        return top_k_selection(logits, k)
+    raise ValueError(f"selection mode must be one of {SELECTION_MODES}, got {mode!r}")
+
+
+@torch.no_grad()
+def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, mode="sample"):
+    """Per-task query AUROC (numpy, task order) of the selector on a fixed task set."""
+    was_training = selector.training
+    selector.eval()
+    device = table.embeddings.device
+    aurocs = []
+    for tasks in task_set.batches(batch_size, device):
+        selection = select(selector, table, tasks, k, mode, generator)
+        aurocs.append(selection_auroc(table, tasks, selection, predictor))
+    selector.train(was_training)
+    return torch.cat(aurocs).cpu().numpy().astype(np.float64)

@@ -1,0 +1,55 @@
+"""The non-parametric classifier built from the K labelled X-rays (SPEC §7)."""
+import logging
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+log = logging.getLogger("medselect")
+
+
+class MeanPredictor(nn.Module):
+    """Scores query X-rays by their mean similarity to the selected positives vs. negatives.
+
+    cosine:    score(x) = mean_{s in pos} cos(x, s) - mean_{s in neg} cos(x, s)
+    euclidean: score(x) = mean_{s in neg} |x - s| - mean_{s in pos} |x - s|
+
+    The means run over the K selected slots, so an X-ray selected twice counts
+    twice. A task with no selected positive (or negative) gets 0 for that mean;
+    this is reported once per predictor, not once per task. No training, no
+    parameters; batched over tasks.
+    """
+
+    def __init__(self, mode="cosine"):
+        super().__init__()
+        if mode not in ("cosine", "euclidean"):
+            raise ValueError(f"mode must be 'cosine' or 'euclidean', got {mode!r}")
+        self.mode = mode
+        self._warned_empty_class = False
+
+    def forward(self, selected, selected_labels, query):
+        """selected (B, K, D), selected_labels (B, K) in {0, 1}, query (B, Q, D) -> scores (B, Q)."""
+        if self.mode == "cosine":
+            similarity = F.normalize(query, dim=-1) @ F.normalize(selected, dim=-1).transpose(1, 2)  # (B, Q, K)
+        else:
+            similarity = -torch.cdist(query, selected)  # (B, Q, K): closer is more similar
+        positive = (selected_labels == 1).to(similarity.dtype)  # (B, K)
+        negative = 1.0 - positive
+        num_positive = positive.sum(1, keepdim=True)  # (B, 1)
+        num_negative = negative.sum(1, keepdim=True)
+        self._warn_if_class_missing(num_positive, num_negative)
+        # Sum over the selected slots of one class, divided by how many there are (0 when none).
+        positive_mean = (similarity @ positive.unsqueeze(-1)).squeeze(-1) / num_positive.clamp(min=1)  # (B, Q)
+        negative_mean = (similarity @ negative.unsqueeze(-1)).squeeze(-1) / num_negative.clamp(min=1)
+        return positive_mean - negative_mean
+
+    def _warn_if_class_missing(self, num_positive, num_negative):
+        if self._warned_empty_class:
+            return
+        no_positive = int((num_positive == 0).sum())
+        no_negative = int((num_negative == 0).sum())
+        if no_positive or no_negative:
+            self._warned_empty_class = True
+            log.warning("%d task(s) had no selected positive and %d no selected negative; "
+                        "the missing class's mean similarity counts as 0 (reported once)",
+                        no_positive, no_negative)

@@ -1,0 +1,270 @@
+"""Meta-train the MedSelect selector with REINFORCE (SPEC §8).
+
+    python3 run_selector.py --train_pos_csv P --train_norm_csv P --val_pos_csv P --val_norm_csv P --out DIR
+
+Each CSV has its embeddings in the HDF5 file beside it (same name, .hdf5). The run
+folder DIR receives config.json, train.log, metrics.csv (one row per
+meta-validation), last.pt (to --resume from) and the best checkpoints
+model_epoch{E}_iter{I}.
+"""
+import argparse
+import csv
+import glob
+import io
+import math
+import os
+import time
+
+import torch
+from tqdm import tqdm
+
+from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.xray_table import load_xray_table
+from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, train_step
+from models.lstm_selector import LSTMSelector
+from models.predictor import MeanPredictor
+from utils.atomic import atomic_write_json, atomic_write_text
+from utils.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, selector_from_checkpoint
+from utils.config import apply_overrides, default_config
+from utils.errors import UserError, run_cli
+from utils.logs import setup_logging
+from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed_everything, torch_generator
+
+LOG_EVERY = 5  # steps between log lines (as the original)
+VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
+LAST_CHECKPOINT = "last.pt"
+RUN_FILES = ("config.json", "metrics.csv", "train.log", LAST_CHECKPOINT)
+METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward",
+                   "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description="Meta-train the MedSelect selector (BiLSTM + REINFORCE). Hyperparameters come from "
+                    "constants.py; override them for one run with --set NAME=VALUE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data (each CSV needs its embeddings in the .hdf5 file of the same name beside it)")
+    data.add_argument("--train_pos_csv", required=True, help="meta-train X-rays positive for at least one condition")
+    data.add_argument("--train_norm_csv", required=True, help="meta-train X-rays with No Finding")
+    data.add_argument("--val_pos_csv", required=True, help="meta-validation positives")
+    data.add_argument("--val_norm_csv", required=True, help="meta-validation normals")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints and metrics (created if missing)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a value of constants.py for this run, e.g. --set K=10 --set USE_ASL=True "
+                             "(repeatable)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every random choice: tasks, selections, initial weights")
+    parser.add_argument("--device", default=None, help="torch device; default: cuda when available, else cpu")
+    parser.add_argument("--resume", metavar="CKPT", default=None,
+                        help=f"continue an interrupted run from its {LAST_CHECKPOINT} (same data, same --out); "
+                             "the configuration and seed stored in it are used")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out folder that holds an earlier run (its files are removed)")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    resumed = load_checkpoint(args.resume) if args.resume else None
+    if resumed is not None:
+        if "progress" not in resumed:
+            raise UserError(f"{args.resume}: holds weights but no training position; resume from the run's "
+                            f"{LAST_CHECKPOINT}")
+        if args.overrides:
+            raise UserError("--set cannot be combined with --resume: the run continues with the configuration "
+                            f"stored in {args.resume}")
+        config, seed = checkpoint_config(resumed), resumed.get("seed", args.seed)
+    else:
+        config, seed = apply_overrides(default_config(), args.overrides), args.seed
+    device = resolve_device(args.device)
+
+    # Read and validate all input before anything is written.
+    shape = TaskShape.from_config(config)
+    conditions = config["NON_HOLD_OUT"]
+    train_table = load_xray_table(args.train_pos_csv, args.train_norm_csv, conditions, config["USE_ASL"])
+    val_table = load_xray_table(args.val_pos_csv, args.val_norm_csv, conditions, config["USE_ASL"])
+    if val_table.embedding_size != train_table.embedding_size:
+        raise UserError(f"{args.val_pos_csv}: embeddings have size {val_table.embedding_size}, but the training "
+                        f"embeddings have size {train_table.embedding_size}")
+    train_sampler = TaskSampler(train_table, conditions, shape, seed, TRAIN_STREAM)
+    val_tasks = FixedTaskSet(TaskSampler(val_table, conditions, shape, seed, VALIDATION_STREAM),
+                             config["NUM_META_TEST_TASKS"])
+    seed_everything(seed)
+    if resumed is not None:
+        selector = selector_from_checkpoint(resumed, train_table.selector_input_size, args.resume)
+    else:
+        selector = LSTMSelector(train_table.selector_input_size)
+    prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
+
+    log = setup_logging(os.path.join(args.out, "train.log"))
+    train_table.to(device)
+    val_table.to(device)
+    selector.to(device)
+    optimizer = torch.optim.Adam(selector.parameters(), lr=config["LEARNING_RATE"])
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer_state_dict"])
+    else:
+        atomic_write_json({"config": config, "seed": seed, "device": str(device),
+                           "data": {k: os.path.abspath(getattr(args, k)) for k in
+                                    ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")}},
+                          os.path.join(args.out, "config.json"))
+    log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d",
+             "resuming" if resumed is not None else "meta-training", device, train_table.num_positive_csv_rows,
+             train_table.num_normal_rows, len(val_tasks), train_table.selector_input_size, config["K"])
+
+    run = MetaTrainingRun(config, seed, device, args.out, selector, optimizer, train_table, train_sampler,
+                          val_table, val_tasks, log)
+    if resumed is not None:
+        run.restore(resumed["progress"])
+    best = run.train()
+    log.info("done: best meta-val AUROC %.4f in %s; metrics in %s", best["best_val_auroc"],
+             os.path.join(args.out, best["best_checkpoint"]), os.path.join(args.out, "metrics.csv"))
+    return 0
+
+
+class MetaTrainingRun:
+    """The training loop with its position, best score and metrics, so that it can stop and resume."""
+
+    def __init__(self, config, seed, device, out, selector, optimizer, train_table, train_sampler,
+                 val_table, val_tasks, log):
+        self.config, self.seed, self.device, self.out, self.log = config, seed, device, out, log
+        self.selector, self.optimizer = selector, optimizer
+        self.train_table, self.train_sampler = train_table, train_sampler
+        self.val_table, self.val_tasks = val_table, val_tasks
+        self.predictor = MeanPredictor("cosine")
+        self.selection_generator = torch_generator(seed, SELECTION, device)
+        self.baseline_generator = torch_generator(seed, RANDOM_BASELINE, device)
+        self.steps_per_epoch = math.ceil(config["NUM_META_TRAIN_TASKS"] / config["BATCH_SIZE"])
+        self.progress = {"epoch": 0, "iter": 0, "step": 0, "best_val_auroc": None, "best_checkpoint": None,
+                         "elapsed_s": 0.0, "metrics": []}
+        self._since_log, self._since_validation = [], []
+
+    def restore(self, progress):
+        self.progress = progress
+        self.selection_generator.set_state(progress["selection_generator"])
+        self.baseline_generator.set_state(progress["baseline_generator"])
+
+    def train(self):
+        total_steps = self.steps_per_epoch * self.config["NUM_EPOCHS"]
+        start_step = self.progress["step"]
+        if start_step >= total_steps:
+            self.log.info("this run is already complete (%d steps)", total_steps)
+            return self.progress
+        started = time.time() - self.progress["elapsed_s"]
+        bar = tqdm(total=total_steps, initial=start_step, desc="meta-training", unit="step", dynamic_ncols=True)
+        epoch, done_in_epoch = divmod(start_step, self.steps_per_epoch)
+        for epoch in range(epoch, self.config["NUM_EPOCHS"]):
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate_for_epoch(self.config["LEARNING_RATE"], epoch)
+            for iteration in range(done_in_epoch + 1, self.steps_per_epoch + 1):
+                stats = self._step(epoch, iteration)
+                self.progress.update(epoch=epoch, iter=iteration, step=self.progress["step"] + 1,
+                                     elapsed_s=time.time() - started)
+                bar.update(1)
+                bar.set_postfix(auroc=f"{stats['auroc']:.3f}", reward=f"{stats['reward']:+.3f}")
+                if iteration % LOG_EVERY == 0:
+                    self._log_window(epoch, iteration, started)
+                if iteration % VALIDATE_EVERY == 0 or self.progress["step"] == total_steps:
+                    self._validate_and_save(epoch, iteration)
+            done_in_epoch = 0
+        bar.close()
+        return self.progress
+
+    def _step(self, epoch, iteration):
+        batch_size, num_tasks = self.config["BATCH_SIZE"], self.config["NUM_META_TRAIN_TASKS"]
+        first = (iteration - 1) * batch_size
+        tasks = self.train_sampler.draw(range(first, min(first + batch_size, num_tasks)), self.device)
+        try:
+            stats = train_step(self.selector, self.optimizer, self.predictor, self.train_table, tasks,
+                               self.config["K"], self.selection_generator, self.baseline_generator)
+        except NonFiniteLoss as err:
+            last = os.path.join(self.out, LAST_CHECKPOINT)
+            raise UserError(f"training stopped at epoch {epoch + 1} iter {iteration}: {err}; the last good state is "
+                            f"{last if os.path.exists(last) else 'not saved yet'}") from None
+        self._since_log.append(stats)
+        self._since_validation.append(stats)
+        return stats
+
+    def _log_window(self, epoch, iteration, started):
+        mean = _means(self._since_log)
+        self.log.info("epoch %d, iter %d, avg query AUROC %.4f, random-baseline AUROC %.4f, reward %+.4f, "
+                      "time_elapsed %.1f sec", epoch + 1, iteration, mean["auroc"], mean["baseline_auroc"],
+                      mean["reward"], time.time() - started)
+        self._since_log = []
+
+    def _validate_and_save(self, epoch, iteration):
+        generator = torch_generator(self.seed, VALIDATION_SELECTION, self.device)
+        val_auroc = float(evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks,
+                                            self.config["K"], self.config["BATCH_SIZE"], generator).mean())
+        progress = self.progress
+        saved = ""
+        if progress["best_val_auroc"] is None or val_auroc > progress["best_val_auroc"]:
+            saved = f"model_epoch{epoch + 1}_iter{iteration}"
+            save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
+                            seed=self.seed, val_auroc=val_auroc, step=progress["step"])
+            progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
+        train = _means(self._since_validation)
+        self._since_validation = []
+        progress["metrics"].append({
+            "epoch": epoch + 1, "iter": iteration, "step": progress["step"], "train_auroc": train["auroc"],
+            "train_baseline_auroc": train["baseline_auroc"], "train_reward": train["reward"],
+            "val_auroc": val_auroc, "best_val_auroc": progress["best_val_auroc"],
+            "learning_rate": self.optimizer.param_groups[0]["lr"], "elapsed_s": progress["elapsed_s"],
+            "saved": saved})
+        self._write_metrics()
+        progress["selection_generator"] = self.selection_generator.get_state()
+        progress["baseline_generator"] = self.baseline_generator.get_state()
+        save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
+                        self.config, seed=self.seed, progress=progress)
+        self.log.info("Meta-val average AUROC: %.4f over %d tasks%s", val_auroc, len(self.val_tasks),
+                      f" (new best, saved {saved})" if saved else "")
+
+    def _write_metrics(self):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.progress["metrics"])
+        atomic_write_text(buffer.getvalue(), os.path.join(self.out, "metrics.csv"))
+
+
+def _means(stats):
+    return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
+
+
+def resolve_device(name):
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def prepare_run_folder(out, resuming, overwrite):
+    """Create --out (and check it is writable); refuse to mix a new run into an earlier one."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: exists and is not a folder")
+    earlier = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    earlier += [os.path.basename(p) for p in glob.glob(os.path.join(out, "model_epoch*_iter*"))]
+    if earlier and not resuming:
+        if not overwrite:
+            raise UserError(f"--out {out}: already holds a run ({', '.join(sorted(earlier)[:3])}...); continue it with "
+                            f"--resume {os.path.join(out, LAST_CHECKPOINT)}, or pass --overwrite to replace it")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write there ({err.strerror})") from None
+    if earlier and not resuming:
+        for name in earlier:
+            os.remove(os.path.join(out, name))
+
+
+if __name__ == "__main__":
+    run_cli(main)

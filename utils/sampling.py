@@ -1,0 +1,28 @@
+"""Choosing K X-rays from a pool: the selector's multinomial draw and the random baseline (SPEC §7)."""
+import torch
+
+
+def sample_selection(logits, k, generator=None):
+    """K draws with replacement from softmax(logits), and their log-probability.
+
+    logits (B, P) -> idx (B, k) pool positions (a position may repeat),
+    log_prob (B,) = log Multinomial(total_count=k, probs=softmax(logits)) of
+    the count vector, differentiable with respect to the logits.
+    """
+    log_probs = torch.log_softmax(logits, dim=-1)  # (B, P)
+    idx = torch.multinomial(log_probs.detach().exp(), k, replacement=True, generator=generator)  # (B, k)
+    counts = torch.zeros_like(log_probs).scatter_add_(1, idx, torch.ones_like(idx, dtype=log_probs.dtype))
+    log_coefficient = torch.lgamma(torch.tensor(k + 1.0, device=logits.device)) - torch.lgamma(counts + 1).sum(1)
+    log_prob = log_coefficient + (counts * log_probs).sum(1)
+    return idx, log_prob
+
+
+def top_k_selection(logits, k):
+    """The k pool positions with the highest logits: a deterministic selection. (B, P) -> (B, k)."""
+    return logits.topk(k, dim=-1).indices
+
+
+def random_selection(batch_size, pool_size, k, generator=None, device=None):
+    """k distinct pool positions per task, uniformly at random: the baseline selection. -> (B, k)."""
+    noise = torch.rand(batch_size, pool_size, generator=generator, device=device)
+    return noise.topk(k, dim=-1).indices

@@ -1,0 +1,20 @@
+"""One --seed drives every random source; each purpose gets its own independent generator."""
+import numpy as np
+import torch
+
+# Purposes of the torch generators derived from the run's seed.
+SELECTION, RANDOM_BASELINE, VALIDATION_SELECTION = 0, 1, 2
+
+
+def derived_seed(seed, purpose):
+    """A 63-bit seed for ``purpose``, independent of the seeds of other purposes."""
+    return int(np.random.SeedSequence([seed, purpose]).generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def torch_generator(seed, purpose, device="cpu"):
+    return torch.Generator(device=device).manual_seed(derived_seed(seed, purpose))
+
+
+def seed_everything(seed):
+    """Seed torch's global generator (model initialisation); NumPy's global one is never used."""
+    torch.manual_seed(seed)
