@@ -4,6 +4,8 @@ import torch
 
 # Purposes of the torch generators derived from the run's seed.
 SELECTION, RANDOM_BASELINE, VALIDATION_SELECTION = 0, 1, 2
+# select_xrays.py (pool order, draws) and classify_xrays.py (bootstrap of the AUROC).
+SELECT_XRAYS, CLASSIFY_BOOTSTRAP = 3, 4
 
 
 def derived_seed(seed, purpose):
