@@ -44,6 +44,10 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     """
     selector.train()
     logits = selector(table.selector_input(tasks.pool_rows))  # (B, P)
+    # The reward is finite (the query set always holds both classes), so the loss is finite exactly
+    # when the logits are; checking them first also keeps NaN out of the multinomial draw.
+    if not torch.isfinite(logits).all():
+        raise NonFiniteLoss("the selector's logits are NaN or infinite (non-finite loss)")
     selection, log_prob = sample_selection(logits, k, selection_generator)  # (B, K), (B,)
     with torch.no_grad():
         query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
@@ -52,8 +56,6 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
         baseline_auroc = selection_auroc(table, tasks, baseline, predictor, query)
         reward = (auroc - baseline_auroc).to(log_prob.dtype)  # (B,)
     loss = -(reward * log_prob).mean()
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss(f"loss is {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -65,6 +65,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    log = setup_logging()
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed is not None:
         if "progress" not in resumed:
@@ -97,6 +98,8 @@ def main(argv=None):
     prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
 
     log = setup_logging(os.path.join(args.out, "train.log"))
+    log.info(train_table.describe_labels())
+    log.info(val_table.describe_labels())
     train_table.to(device)
     val_table.to(device)
     selector.to(device)
@@ -151,7 +154,9 @@ class MetaTrainingRun:
             self.log.info("this run is already complete (%d steps)", total_steps)
             return self.progress
         started = time.time() - self.progress["elapsed_s"]
-        bar = tqdm(total=total_steps, initial=start_step, desc="meta-training", unit="step", dynamic_ncols=True)
+        # disable=None: a bar on a terminal, none in a log file (the log lines every LOG_EVERY steps remain).
+        bar = tqdm(total=total_steps, initial=start_step, desc="meta-training", unit="step", dynamic_ncols=True,
+                   disable=None)
         epoch, done_in_epoch = divmod(start_step, self.steps_per_epoch)
         for epoch in range(epoch, self.config["NUM_EPOCHS"]):
             for group in self.optimizer.param_groups:

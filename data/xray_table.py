@@ -4,7 +4,6 @@ Positive-CSV rows come first, normal-CSV rows after them, in one (rows, D)
 float32 tensor read straight from the HDF5 files (no intermediate copy), so a
 task is just two index arrays into it and can be gathered on any device.
 """
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +11,6 @@ import torch
 
 from data.asl import ASL_SIZE, asl_features
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
-
-log = logging.getLogger("medselect")
 
 # CheXpert marks uncertain findings -1; MedSelect counts uncertain as positive (SPEC §3).
 POSITIVE_VALUES = (1.0, -1.0)
@@ -25,6 +22,7 @@ class XrayTable:
     embeddings: torch.Tensor  # (rows, D): positive-CSV rows, then normal-CSV rows
     asl: torch.Tensor | None  # (rows, 3) Sex, Age, Frontal/Lateral, or None without USE_ASL
     positive_rows: dict  # condition -> int64 array of table rows positive for it
+    uncertain_counts: dict  # condition -> how many of its positives are uncertain (-1)
     num_positive_csv_rows: int
     num_normal_rows: int
     positive_csv: str
@@ -41,6 +39,12 @@ class XrayTable:
     @property
     def normal_row_offset(self):
         return self.num_positive_csv_rows
+
+    def describe_labels(self):
+        """One line: positives per condition, and how many of them are uncertain (-1) counted as positive."""
+        counts = ", ".join(f"{c} {len(rows)} ({self.uncertain_counts[c]} uncertain)"
+                           for c, rows in self.positive_rows.items())
+        return f"{self.positive_csv}: positives per condition (uncertain -1 counts as positive): {counts}"
 
     def to(self, device):
         self.embeddings = self.embeddings.to(device)
@@ -77,14 +81,12 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):
         asl = torch.from_numpy(np.concatenate([asl_features(positive_frame, positive_csv),
                                                asl_features(normal_frame, normal_csv)]))
 
-    positive_rows = {}
+    positive_rows, uncertain_counts = {}, {}
     for condition in conditions:
         values = positive_frame[condition].to_numpy()
         positive_rows[condition] = np.flatnonzero(np.isin(values, POSITIVE_VALUES)).astype(np.int64)
-        uncertain = int((values == UNCERTAIN_VALUE).sum())
-        if uncertain:
-            log.info("%s: %d of %d '%s' positives are uncertain (-1) and count as positive",
-                     positive_csv, uncertain, len(positive_rows[condition]), condition)
+        uncertain_counts[condition] = int((values == UNCERTAIN_VALUE).sum())
     return XrayTable(embeddings=torch.from_numpy(embeddings), asl=asl, positive_rows=positive_rows,
+                     uncertain_counts=uncertain_counts,
                      num_positive_csv_rows=num_positive, num_normal_rows=num_normal,
                      positive_csv=positive_csv, normal_csv=normal_csv)

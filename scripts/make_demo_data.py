@@ -14,9 +14,10 @@ def main():
     parser.add_argument("--positives", type=int, default=2000, help="positive X-rays per split")
     parser.add_argument("--normals", type=int, default=1200, help="normal X-rays per split")
     parser.add_argument("--dim", type=int, default=512, help="embedding size")
+    parser.add_argument("--noise", type=float, default=2.0, help="noise per dimension (larger = harder tasks)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    paths = write_synthetic_dataset(args.out, args.positives, args.normals, args.dim, args.seed)
+    paths = write_synthetic_dataset(args.out, args.positives, args.normals, args.dim, args.seed, args.noise)
     print(f"{SYNTHETIC_NOTE}\nwrote {len(paths)} CSV/HDF5 pairs to {args.out}/")
 
 

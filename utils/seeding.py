@@ -6,6 +6,7 @@ import torch
 SELECTION, RANDOM_BASELINE, VALIDATION_SELECTION = 0, 1, 2
 # select_xrays.py (pool order, draws) and classify_xrays.py (bootstrap of the AUROC).
 SELECT_XRAYS, CLASSIFY_BOOTSTRAP = 3, 4
+TEST_SELECTION, BASELINE_SELECTION, EVALUATION_BOOTSTRAP = 5, 6, 7  # evaluate.py and models/baselines.py
 
 
 def derived_seed(seed, purpose):

@@ -1,0 +1,169 @@
+"""Reading chest X-ray images and preparing them for the encoder exactly as SPEC §10 says.
+
+The preprocessing is that of MoCo-CXR: convert to RGB, resize so the shorter
+side is 320 (bilinear, keeping the aspect ratio), centre-crop 320 x 320, scale
+to [0, 1], normalise with the CXR mean and std on every channel. It is split
+into steps a benchmark can time one by one:
+
+* ``decode``           file -> PIL image (grey-scale images stay one channel)
+* ``resize_and_crop``  PIL image -> 320 x 320 PIL image
+* ``to_uint8_tensor``  -> (3, 320, 320) uint8; this is what DataLoader workers send
+* ``normalize``        uint8 batch -> float32 batch, on the model's device
+
+Sending uint8 instead of float32 moves a quarter of the bytes to the GPU. A
+grey-scale image (CheXpert's JPEGs) is resized as one channel and repeated
+three times: Pillow resamples each channel independently with the same
+integer arithmetic, so this equals converting to RGB first, at a third of the
+cost (the tests check it against the plain torchvision pipeline).
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utils.errors import UserError
+
+IMAGE_SIZE = 320      # shorter side after resizing, and the side of the centre crop (MoCo-CXR)
+CXR_MEAN = 0.5020     # mean of CheXpert pixel values in [0, 1], the same on every channel
+CXR_STD = 0.085585    # their standard deviation
+RESAMPLE = Image.BILINEAR  # torchvision's Resize default
+# Recorded in every HDF5 file, so that embeddings made another way are never mixed up with these.
+PREPROCESSING = (f"RGB; resize shorter side to {IMAGE_SIZE} (bilinear, keep aspect ratio, torchvision rounding); "
+                 f"centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; scale to [0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
+
+
+def decode(path):
+    """Open and decode the image file at ``path``; grey-scale and RGB images keep their mode."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode not in ("L", "RGB"):
+            return image.convert("RGB")
+        return image.copy() if image.fp is not None else image
+
+
+def resized_size(width, height, size=IMAGE_SIZE):
+    """(width, height) with the shorter side ``size``, the longer one truncated as torchvision does."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def resize_and_crop(image, size=IMAGE_SIZE):
+    """Resize the shorter side to ``size`` and take the central ``size`` x ``size`` square."""
+    width, height = resized_size(*image.size, size)
+    image = image.resize((width, height), RESAMPLE)
+    left = int(round((width - size) / 2.0))
+    top = int(round((height - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def to_uint8_tensor(image):
+    """PIL image (L or RGB) -> (3, H, W) uint8 tensor; a grey-scale image is repeated on three channels."""
+    pixels = torch.from_numpy(np.asarray(image))
+    if pixels.ndim == 2:
+        return pixels.unsqueeze(0).expand(3, -1, -1).contiguous()  # (3, H, W)
+    return pixels.permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+
+
+def load_xray(path):
+    """The preprocessed image at ``path`` as a (3, 320, 320) uint8 tensor."""
+    return to_uint8_tensor(resize_and_crop(decode(path)))
+
+
+def normalize(batch, device=None, channels_last=False):
+    """(B, 3, H, W) uint8 -> float32 on ``device``, scaled to [0, 1] and CXR-normalised.
+
+    The same operations, in the same order, as torchvision's ToTensor and
+    Normalize, so the result is bit-identical to that pipeline on the CPU.
+    """
+    batch = batch.to(device, non_blocking=True) if device is not None else batch
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch.float().div_(255).sub_(CXR_MEAN).div_(CXR_STD)
+
+
+def read_error(err):
+    """A short reason for an image that cannot be read."""
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, IsADirectoryError):
+        return "is a folder, not an image"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# What Pillow raises for a file it cannot read: OSError (with UnidentifiedImageError and truncation),
+# SyntaxError and ValueError from some format plugins, DecompressionBombError for absurd sizes.
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class XrayImages(Dataset):
+    """The preprocessed images of the given rows, as (row, (3, 320, 320) uint8 tensor, error).
+
+    An unreadable image does not raise inside a DataLoader worker (where the
+    row would be lost in a traceback): it comes back as a zero image with the
+    reason in ``error``, and the caller stops the run naming the row and path.
+    """
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, row):
+        try:
+            return row, load_xray(self.paths[row]), ""
+        except IMAGE_ERRORS as err:
+            return row, torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8), read_error(err) or "unreadable"
+
+
+def check_image(path):
+    """None when the image at ``path`` opens and decodes, else the reason it cannot be read.
+
+    Cheap: a JPEG is decoded at 1/8 scale (libjpeg skips most of the work but
+    still reads every byte, so a truncated file is caught); other formats are
+    verified by Pillow without decoding the pixels.
+    """
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+            else:
+                image.verify()
+    except IMAGE_ERRORS as err:
+        return read_error(err) or "unreadable"
+    return None
+
+
+def check_images(paths, rows, threads=8, progress=None):
+    """[(row, path, reason)] for every unreadable image among ``rows``, in row order.
+
+    Pillow releases the GIL while reading, so threads overlap the file reads.
+    ``progress`` (a tqdm bar, optional) is advanced once per image.
+    """
+    bad = []
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for row, reason in zip(rows, pool.map(lambda r: check_image(paths[r]), rows)):
+            if reason is not None:
+                bad.append((row, paths[row], reason))
+            if progress is not None:
+                progress.update(1)
+    return bad
+
+
+def image_paths(frame, csv_path, root=None):
+    """The image file of every CSV row: ``Path`` as is when absolute, else joined to ``root`` (default: cwd)."""
+    base = os.path.abspath(root) if root else os.getcwd()
+    paths = []
+    for row, value in enumerate(frame["Path"].tolist()):
+        if not isinstance(value, str) or not value.strip():
+            raise UserError(f"{csv_path}: row {row} has no image path in column 'Path' (found {value!r})")
+        paths.append(value if os.path.isabs(value) else os.path.join(base, value))
+    return paths

@@ -1,0 +1,224 @@
+"""Label-free baseline selections of K X-rays from each task's pool, batched over tasks.
+
+    select_baseline(method, pool_embeddings (B, P, D), k, seed) -> (B, k) pool positions
+
+* ``random``    K distinct X-rays uniformly at random (the original's baseline).
+* ``kmedoids``  the paper's strongest baseline (SPEC §9): k-medoids with K clusters on the pool's
+                Euclidean distances, the K medoids are the selection. FasterPAM of the ``kmedoids``
+                package (random initialisation from the task's seed, one thread), one task at a time.
+* ``typiclust`` TypiClust (Hacohen et al., ICML 2022): K-means with K clusters on the L2-normalised
+                embeddings; from each cluster the most *typical* X-ray, typicality being the inverse
+                mean distance to its ``min(20, cluster size - 1)`` nearest neighbours in the cluster.
+* ``probcover`` ProbCover (Yehuda et al., NeurIPS 2022): balls of radius delta around the
+                L2-normalised embeddings; greedily the X-ray whose ball covers the most X-rays not yet
+                covered. delta is the largest value of a grid whose ball purity (fraction of balls
+                holding one 2-means cluster only) is at least 0.95.
+* ``coreset``   k-center greedy (Sener & Savarese, ICLR 2018) on Euclidean distances: a random first
+                X-ray, then repeatedly the X-ray farthest from everything selected so far.
+
+All methods except ``kmedoids`` run as tensor operations on the embeddings' device. Every
+random choice of task b comes from ``numpy.random.default_rng([seed, BASELINE_SELECTION,
+method, task_ids[b]])``, so a task's selection does not depend on the batch it is in or on
+the device. The selections are distinct pool positions.
+"""
+import kmedoids
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils.seeding import BASELINE_SELECTION
+
+BASELINE_METHODS = ("random", "kmedoids", "typiclust", "probcover", "coreset")
+
+TYPICLUST_NEIGHBOURS = 20  # k of the k-nearest-neighbour typicality (TypiClust paper)
+PROBCOVER_PURITY = 0.95  # alpha: required fraction of pure balls (ProbCover paper)
+PROBCOVER_DELTAS = tuple(np.round(np.arange(0.01, 2.0 + 1e-9, 0.01), 2))  # radii on the unit sphere
+PROBCOVER_CLASSES = 2  # pseudo-label clusters for the purity: positive vs. normal
+KMEANS_MAX_ITER = 100
+KMEDOIDS_MAX_ITER = 100
+
+
+def select_baseline(method, pool_embeddings, k, seed, task_ids=None):
+    """K distinct pool positions per task chosen by ``method``.
+
+    pool_embeddings (B, P, D) float -> LongTensor (B, k) on the same device.
+    ``task_ids`` (B ints, default 0..B-1) name the tasks for their random numbers.
+    """
+    if method not in BASELINE_METHODS:
+        raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINE_METHODS)}")
+    batch, pool, _ = pool_embeddings.shape
+    if not 1 <= k <= pool:
+        raise ValueError(f"k must be between 1 and the pool size {pool}, got {k}")
+    task_ids = list(range(batch)) if task_ids is None else [int(t) for t in task_ids]
+    if len(task_ids) != batch:
+        raise ValueError(f"{len(task_ids)} task ids for {batch} tasks")
+    rngs = [np.random.default_rng([seed, BASELINE_SELECTION, BASELINE_METHODS.index(method), t]) for t in task_ids]
+    return _SELECTORS[method](pool_embeddings, k, rngs)
+
+
+def task_uniforms(rngs, size, device, dtype=torch.float64):
+    """(B, size) uniform numbers in [0, 1), row b from ``rngs[b]``."""
+    return torch.from_numpy(np.stack([rng.random(size) for rng in rngs])).to(device=device, dtype=dtype)
+
+
+def pairwise_distances(x):
+    """Euclidean distances within each task: (B, P, D) -> (B, P, P), zero diagonal."""
+    squared = (x * x).sum(-1)  # (B, P)
+    d2 = squared.unsqueeze(2) + squared.unsqueeze(1) - 2 * x @ x.transpose(1, 2)  # (B, P, P)
+    d2.diagonal(dim1=1, dim2=2).zero_()
+    return d2.clamp_(min=0).sqrt_()
+
+
+def random_baseline(x, k, rngs):
+    noise = task_uniforms(rngs, x.shape[1], x.device)  # (B, P)
+    return noise.topk(k, dim=1).indices
+
+
+def kmedoids_baseline(x, k, rngs):
+    distances = pairwise_distances(x.double()).cpu().numpy()  # (B, P, P)
+    medoids = [kmedoids.fasterpam(d, k, max_iter=KMEDOIDS_MAX_ITER, init="random",
+                                  random_state=int(rng.integers(2**31 - 1)), n_cpu=1).medoids
+               for d, rng in zip(distances, rngs)]
+    return torch.from_numpy(np.stack(medoids).astype(np.int64)).to(x.device)
+
+
+def kmeans(x, k, rngs, max_iter=KMEANS_MAX_ITER):
+    """Batched K-means (k-means++ seeding, then Lloyd): (B, P, D) -> labels (B, P), centres (B, k, D).
+
+    An empty cluster is moved to the X-ray farthest from its centre, so every cluster keeps members.
+    """
+    batch, pool, _ = x.shape
+    rows = torch.arange(batch, device=x.device)
+    uniforms = task_uniforms(rngs, k, x.device)  # (B, k)
+    # k-means++: the first centre uniformly, each next one with probability proportional to D^2.
+    chosen = (uniforms[:, 0] * pool).long().clamp_(max=pool - 1)  # (B,)
+    centres = [x[rows, chosen]]
+    nearest = ((x - centres[0].unsqueeze(1)) ** 2).sum(-1)  # (B, P) squared distance to nearest centre
+    for j in range(1, k):
+        cumulative = nearest.double().cumsum(1)  # (B, P)
+        target = uniforms[:, j:j + 1] * cumulative[:, -1:]
+        chosen = torch.searchsorted(cumulative, target).squeeze(1).clamp_(max=pool - 1)
+        centres.append(x[rows, chosen])
+        nearest = torch.minimum(nearest, ((x - centres[-1].unsqueeze(1)) ** 2).sum(-1))
+    centres = torch.stack(centres, 1)  # (B, k, D)
+    labels = None
+    for _ in range(max_iter):
+        d2 = _squared_distances(x, centres)  # (B, P, k)
+        new_labels = d2.argmin(-1)  # (B, P)
+        if labels is not None and torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+        centres = _cluster_means(x, labels, k)
+        counts = torch.zeros(batch, k, device=x.device).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float))
+        if (counts == 0).any():
+            own = d2.gather(2, labels.unsqueeze(-1)).squeeze(-1).clone()  # (B, P)
+            for j in range(k):
+                empty = counts[:, j] == 0  # (B,)
+                if empty.any():
+                    far = own.argmax(1)  # (B,)
+                    centres[empty, j] = x[rows[empty], far[empty]]
+                    own[rows[empty], far[empty]] = -1.0
+    labels = _squared_distances(x, centres).argmin(-1)
+    return labels, centres
+
+
+def _squared_distances(x, centres):
+    """(B, P, D), (B, k, D) -> (B, P, k) squared Euclidean distances."""
+    return ((x * x).sum(-1, keepdim=True) + (centres * centres).sum(-1).unsqueeze(1)
+            - 2 * x @ centres.transpose(1, 2)).clamp_(min=0)
+
+
+def _cluster_means(x, labels, k):
+    batch, _, dim = x.shape
+    sums = torch.zeros(batch, k, dim, device=x.device, dtype=x.dtype).scatter_add_(
+        1, labels.unsqueeze(-1).expand(-1, -1, dim), x)  # (B, k, D)
+    counts = torch.zeros(batch, k, device=x.device, dtype=x.dtype).scatter_add_(
+        1, labels, torch.ones_like(labels, dtype=x.dtype))
+    return sums / counts.clamp(min=1).unsqueeze(-1)
+
+
+def typicality(x, labels, neighbours=TYPICLUST_NEIGHBOURS, eps=1e-7):
+    """TypiClust's typicality of each X-ray within its cluster: (B, P, D), (B, P) -> (B, P).
+
+    k = min(neighbours, cluster size - 1); typicality = k / (sum of the distances to the k
+    nearest X-rays of the same cluster + eps); 1 for an X-ray alone in its cluster.
+    """
+    distances = pairwise_distances(x)  # (B, P, P)
+    same = labels.unsqueeze(2) == labels.unsqueeze(1)  # (B, P, P)
+    distances = distances.masked_fill(~same, float("inf"))
+    width = min(neighbours + 1, x.shape[1])
+    nearest = distances.topk(width, dim=2, largest=False).values  # (B, P, width), self (0) first
+    size = same.sum(2)  # (B, P)
+    k = (size - 1).clamp(max=neighbours)  # (B, P)
+    nearest = torch.where(torch.isinf(nearest), torch.zeros_like(nearest), nearest)
+    total = nearest.cumsum(2).gather(2, k.unsqueeze(-1)).squeeze(-1)  # sum of self + k nearest
+    return torch.where(k > 0, k / (total + eps), torch.ones_like(total))
+
+
+def typiclust_baseline(x, k, rngs):
+    x = F.normalize(x, dim=-1)
+    labels, _ = kmeans(x, k, rngs)  # (B, P)
+    typical = typicality(x, labels)  # (B, P)
+    picks = []
+    taken = torch.zeros_like(typical, dtype=torch.bool)
+    for cluster in range(k):
+        score = typical.masked_fill((labels != cluster) | taken, -float("inf"))
+        pick = score.argmax(1)  # (B,)
+        taken.scatter_(1, pick.unsqueeze(1), True)
+        picks.append(pick)
+    return torch.stack(picks, 1)
+
+
+def probcover_delta(distances, labels, deltas=PROBCOVER_DELTAS, purity=PROBCOVER_PURITY):
+    """The largest delta of the grid whose balls are pure for at least ``purity`` of the X-rays.
+
+    A ball around X-ray i is pure when no X-ray of another cluster lies within delta, i.e. when
+    delta < m_i, m_i being the distance to the nearest X-ray of another cluster. As in ProbCover
+    (and scikit-activeml), the grid is scanned upwards and stops at the first impure delta; the
+    smallest delta is used when even it fails. (B, P, P), (B, P) -> (B,).
+    """
+    other = labels.unsqueeze(2) != labels.unsqueeze(1)  # (B, P, P)
+    margin = distances.masked_fill(~other, float("inf")).amin(2)  # (B, P)
+    grid = torch.tensor(deltas, dtype=distances.dtype, device=distances.device)  # (G,)
+    pure = (margin.unsqueeze(-1) > grid).to(torch.float64).mean(1) >= purity  # (B, G)
+    passing = pure.long().cumprod(1).sum(1)  # (B,) deltas passed before the first failure
+    return grid[(passing - 1).clamp(min=0)]
+
+
+def probcover_baseline(x, k, rngs):
+    x = F.normalize(x, dim=-1)
+    distances = pairwise_distances(x)  # (B, P, P)
+    labels, _ = kmeans(x, min(PROBCOVER_CLASSES, x.shape[1]), rngs)
+    delta = probcover_delta(distances, labels)  # (B,)
+    edges = (distances <= delta.view(-1, 1, 1)).to(x.dtype)  # (B, P, P): j within the ball of i
+    # Ties (equal coverage) are broken at random: the integer counts get noise in [0, 0.5).
+    tie_break = 0.5 * task_uniforms(rngs, (k, x.shape[1]), x.device, x.dtype)  # (B, k, P)
+    uncovered = torch.ones_like(distances[:, 0])  # (B, P)
+    taken = torch.zeros_like(uncovered, dtype=torch.bool)
+    picks = []
+    for step in range(k):
+        coverage = (edges @ uncovered.unsqueeze(-1)).squeeze(-1)  # (B, P): uncovered X-rays in each ball
+        pick = (coverage + tie_break[:, step]).masked_fill(taken, -float("inf")).argmax(1)  # (B,)
+        taken.scatter_(1, pick.unsqueeze(1), True)
+        uncovered = uncovered * (1 - edges.gather(1, pick.view(-1, 1, 1).expand(-1, 1, x.shape[1])).squeeze(1))
+        picks.append(pick)
+    return torch.stack(picks, 1)
+
+
+def coreset_baseline(x, k, rngs):
+    batch, pool, _ = x.shape
+    rows = torch.arange(batch, device=x.device)
+    first = (task_uniforms(rngs, 1, x.device)[:, 0] * pool).long().clamp_(max=pool - 1)  # (B,)
+    picks = [first]
+    nearest = (x - x[rows, first].unsqueeze(1)).norm(dim=-1)  # (B, P) distance to the nearest selected
+    for _ in range(1, k):
+        # The selected X-rays have distance 0; -1 keeps them out even when every distance is 0.
+        taken = torch.zeros_like(nearest, dtype=torch.bool).scatter_(1, torch.stack(picks, 1), True)
+        pick = nearest.masked_fill(taken, -1.0).argmax(1)
+        picks.append(pick)
+        nearest = torch.minimum(nearest, (x - x[rows, pick].unsqueeze(1)).norm(dim=-1))
+    return torch.stack(picks, 1)
+
+
+_SELECTORS = {"random": random_baseline, "kmedoids": kmedoids_baseline, "typiclust": typiclust_baseline,
+              "probcover": probcover_baseline, "coreset": coreset_baseline}
