@@ -1,0 +1,60 @@
+"""Choose which of your own X-rays a radiologist should label (MedSelect, or a baseline for comparison).
+
+    python3 select_xrays.py --checkpoint CKPT --pool_csv my_xrays.csv -k 20 --out to_label.csv
+
+The pool's embeddings are read from the HDF5 beside the CSV (my_xrays.hdf5, made
+by xray_to_hdf5.py). to_label.csv gets the K chosen rows with all their columns,
+plus the selector's score and rank, best first.
+"""
+import argparse
+import logging
+
+from medselect.output import check_output_path, write_csv
+from medselect.selection import DEFAULT_LARGE_POOL, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS, SELECTIONS, select
+from utils.errors import run_cli
+from utils.logs import setup_logging
+
+log = logging.getLogger("medselect")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description="Choose the K X-rays of a pool that a radiologist should label first.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--pool_csv", required=True,
+                        help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name beside it")
+    parser.add_argument("--out", required=True, help="CSV to write: the chosen rows, best first (overwritten)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="selector checkpoint of run_selector.py (or the original code); required for "
+                             "--method medselect")
+    parser.add_argument("-k", "--k", type=int, default=None,
+                        help="X-rays to choose; default: the K the checkpoint was trained with (constants.py's K "
+                             "without a checkpoint)")
+    parser.add_argument("--method", choices=METHODS, default=MEDSELECT,
+                        help="medselect (the trained selector) or a label-free baseline")
+    parser.add_argument("--selection", choices=SELECTIONS, default="topk",
+                        help="topk: the K highest selector scores; sample: K distinct X-rays drawn from the "
+                             "selector's softmax (medselect only)")
+    parser.add_argument("--exclude", default=None, metavar="CSV",
+                        help="CSV of X-rays already labelled (matched on Path), never chosen again")
+    parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,
+                        help="pool larger than the selector's training pool: chunks of the trained size with "
+                             "proportional picks, or one sequence over the whole pool (see README)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the pool's reading order, of --selection sample and of the baselines")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    setup_logging()
+    check_output_path(args.out, {"pool": args.pool_csv, "exclude": args.exclude, "checkpoint": args.checkpoint})
+    chosen = select(args.pool_csv, checkpoint=args.checkpoint, k=args.k, method=args.method,
+                    selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool)
+    write_csv(chosen, args.out)
+    log.info("wrote the %d X-rays to label (%s) to %s", len(chosen), args.method, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
