@@ -43,7 +43,7 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     loss = -mean(reward * log p(selection)).
     """
     selector.train()
-    logits = selector(table.selector_input(tasks.pool_rows))  # (B, P)
+    logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
     # The reward is finite (the query set always holds both classes), so the loss is finite exactly
     # when the logits are; checking them first also keeps NaN out of the multinomial draw.
     if not torch.isfinite(logits).all():
@@ -66,7 +66,7 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
 @torch.no_grad()
 def select(selector, table, tasks, k, mode="sample", generator=None):
     """The selector's K pool positions for each task: multinomial draws ('sample') or the K best ('topk')."""
-    logits = selector(table.selector_input(tasks.pool_rows))  # (B, P)
+    logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
     if mode == "sample":
         return sample_selection(logits, k, generator)[0]
     if mode == "topk":

@@ -100,3 +100,19 @@ def test_query_with_one_class_refused():
 
 def test_hdf5_beside_csv():
     assert hdf5_path_for("/a/b/train_pos.csv") == "/a/b/train_pos.hdf5"
+
+
+def test_selector_input_gathers_embeddings_then_asl(tmp_path):
+    pos_csv, norm_csv = write_tiny_split(tmp_path, "split")
+    table = load_xray_table(pos_csv, norm_csv, CONDITIONS, use_asl=True)
+    frames = pd.concat([pd.read_csv(pos_csv), pd.read_csv(norm_csv)], ignore_index=True)
+    rows = np.array([[0, 5, 170], [219, 3, 3]])
+    expected_asl = np.stack([(frames["Sex"] == "Female").astype(float), (frames["Age"] - 60.33) / 17.92,
+                             (frames["Frontal/Lateral"] == "Frontal").astype(float)], axis=1).to_numpy()[rows]
+    import torch
+    for reuse in (False, True, True):  # the reused buffer gives the same values every time
+        got = table.selector_input(torch.from_numpy(rows), reuse_buffer=reuse).numpy()
+        np.testing.assert_array_equal(got[..., :8], table.embeddings.numpy()[rows])
+        np.testing.assert_allclose(got[..., 8:], expected_asl, rtol=1e-6)
+    np.testing.assert_array_equal(table.classifier_input(torch.from_numpy(rows)).numpy(),
+                                  table.embeddings.numpy()[rows])
