@@ -108,7 +108,7 @@ def test_selector_input_gathers_embeddings_then_asl(tmp_path):
     frames = pd.concat([pd.read_csv(pos_csv), pd.read_csv(norm_csv)], ignore_index=True)
     rows = np.array([[0, 5, 170], [219, 3, 3]])
     expected_asl = np.stack([(frames["Sex"] == "Female").astype(float), (frames["Age"] - 60.33) / 17.92,
-                             (frames["Frontal/Lateral"] == "Frontal").astype(float)], axis=1).to_numpy()[rows]
+                             (frames["Frontal/Lateral"] == "Frontal").astype(float)], axis=1)[rows]
     import torch
     for reuse in (False, True, True):  # the reused buffer gives the same values every time
         got = table.selector_input(torch.from_numpy(rows), reuse_buffer=reuse).numpy()
