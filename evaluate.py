@@ -1,0 +1,366 @@
+"""Meta-test: MedSelect against baseline selections on the same tasks (SPEC §9).
+
+    python3 evaluate.py --checkpoint CKPT --test_pos_csv P --test_norm_csv P --out DIR
+
+Every method selects K X-rays from the pools of the same deterministic meta-test tasks
+(same pools, same query sets); the cosine classifier built from each selection is scored by
+its query AUROC. Conditions seen in meta-training (NON_HOLD_OUT) and held out (HOLD_OUT) form
+separate groups of tasks. DIR receives results.md / .csv / .json (mean AUROC with a 95%
+bootstrap CI per method x condition and group, and MedSelect's paired difference to each
+baseline), per_task.csv, auroc_by_condition.png and, with --analysis, selection_analysis.csv/.png.
+Nothing is written until everything is computed.
+"""
+import argparse
+import csv
+import io
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.xray_table import load_xray_table
+from engine import SELECTION_MODES, select, selection_auroc
+from models.baselines import BASELINE_METHODS, select_baseline
+from models.predictor import MeanPredictor
+from run_selector import resolve_device
+from utils import plots
+from utils.atomic import atomic_write_json, atomic_write_text
+from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
+from utils.config import apply_overrides, default_config
+from utils.errors import UserError, run_cli
+from utils.logs import setup_logging
+from utils.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
+from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed, torch_generator
+from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
+
+METHODS = ("medselect",) + BASELINE_METHODS
+GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
+ALL_GROUPS = "all"  # the seen and unseen tasks together
+OVERALL = "overall"  # the condition label of a row that covers every task of its group
+ANALYSED_METHODS = ("medselect", "kmedoids")
+RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
+                "selection_analysis.csv", "selection_analysis.png")
+RESULT_COLUMNS = ("group", "condition", "method", "num_tasks", "mean_auroc", "ci_low", "ci_high",
+                  "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description="Compare MedSelect with baseline selections on identical meta-test tasks, for conditions "
+                    "seen in meta-training and held out. Task shape and K come from the checkpoint's stored "
+                    "configuration (constants.py defaults for the original's checkpoints) unless --set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", default=None,
+                        help="selector checkpoint of run_selector.py (or the original code); required with "
+                             "the medselect method")
+    parser.add_argument("--test_pos_csv", required=True,
+                        help="meta-test positives (embeddings in the .hdf5 of the same name beside it)")
+    parser.add_argument("--test_norm_csv", required=True, help="meta-test normals")
+    parser.add_argument("--out", required=True, help="folder for the results (created if missing)")
+    parser.add_argument("--conditions", default="all",
+                        help="'seen' (NON_HOLD_OUT), 'unseen' (HOLD_OUT), 'all' (both), or a comma-separated "
+                             "list of condition names")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods to compare")
+    parser.add_argument("--selection", choices=SELECTION_MODES, default="sample",
+                        help="MedSelect's selection: K multinomial draws from softmax(logits), seeded (the "
+                             "original's behaviour), or the K highest logits")
+    parser.add_argument("--num_tasks", type=int, default=None,
+                        help="tasks per condition group; default: NUM_META_TEST_TASKS")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tasks, selections and bootstrap")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a value of the checkpoint's configuration, e.g. --set K=10 (repeatable)")
+    parser.add_argument("--batch_size", type=int, default=None, help="tasks per batch; default: BATCH_SIZE")
+    parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--analysis", action="store_true",
+                        help="also compare what medselect and kmedoids select (distances among the selected "
+                             "embeddings, fraction positive, age, sex, view)")
+    parser.add_argument("--device", default=None, help="torch device; default: cuda when available, else cpu")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    methods = parse_methods(args.methods)
+    if args.analysis and not set(ANALYSED_METHODS) <= set(methods):
+        raise UserError(f"--analysis compares {' and '.join(ANALYSED_METHODS)}; include both in --methods")
+    if "medselect" in methods and args.checkpoint is None:
+        raise UserError("--checkpoint is required to evaluate medselect (or leave it out of --methods)")
+    for name, value, least in (("--num_tasks", args.num_tasks, 1), ("--batch_size", args.batch_size, 1),
+                               ("--bootstrap", args.bootstrap, 1)):
+        if value is not None and value < least:
+            raise UserError(f"{name} must be at least {least}, got {value}")
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    config = apply_overrides(checkpoint_config(checkpoint) if checkpoint else default_config(), args.overrides)
+    groups = parse_conditions(args.conditions, config)
+    check_output_folder(args.out, args.overwrite)
+    device = resolve_device(args.device)
+    log = setup_logging()
+
+    # Read and validate every input before the long part.
+    shape = TaskShape.from_config(config)
+    conditions = [c for group in groups.values() for c in group]
+    table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"])
+    selector = None
+    if "medselect" in methods:
+        selector = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint).to(device).eval()
+    num_tasks = args.num_tasks or config["NUM_META_TEST_TASKS"]
+    task_sets = {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, args.seed, TEST_STREAM), num_tasks)
+                 for group, group_conditions in groups.items()}
+    demographics = read_demographics(args.test_pos_csv, args.test_norm_csv) if args.analysis else None
+    table.to(device)
+    log.info("meta-test on %s: %s; K=%d, pool %d, query %d, %d tasks per group; methods %s",
+             device, ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()), config["K"], shape.pool_size,
+             shape.query_size, num_tasks, ", ".join(methods))
+
+    keep = ANALYSED_METHODS if args.analysis else ()
+    outcome = evaluate_methods(methods, task_sets, table, selector, config["K"],
+                               args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device, keep)
+    rows = summarize(outcome, task_sets, methods, args.bootstrap, derived_seed(args.seed, EVALUATION_BOOTSTRAP))
+    report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
+    figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
+        rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
+    files = {"results.md": report, "results.csv": csv_text(rows, RESULT_COLUMNS),
+             "per_task.csv": per_task_csv(outcome, task_sets, methods)}
+    analysis_rows = None
+    if args.analysis:
+        analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, table.embeddings)
+        files["selection_analysis.csv"] = csv_text(analysis_rows, list(analysis_rows[0]))
+        wasserstein = {r["quantity"]: r["wasserstein"] for r in analysis_rows if r["group"] == plotted}
+        figures["selection_analysis.png"] = plots.selection_histograms(
+            values, {q: QUANTITIES[q] for q in QUANTITIES if q in wasserstein}, wasserstein)
+    summary = {
+        "note": "mean query AUROC per method on identical meta-test tasks; diff_vs_medselect = medselect - method "
+                f"on the same tasks; {int(CONFIDENCE * 100)}% percentile bootstrap CIs over tasks; paired t-test",
+        "checkpoint": os.path.abspath(args.checkpoint) if args.checkpoint else None,
+        "data": {"test_pos_csv": os.path.abspath(args.test_pos_csv),
+                 "test_norm_csv": os.path.abspath(args.test_norm_csv)},
+        "config": config, "seed": args.seed, "selection": args.selection, "methods": list(methods),
+        "conditions": groups, "num_tasks_per_group": num_tasks, "bootstrap_resamples": args.bootstrap,
+        "device": str(device), "seconds_per_task": outcome["seconds_per_task"], "results": rows,
+        "selection_analysis": analysis_rows}
+
+    write_results(args.out, files, figures, summary)
+    print(report)
+    log.info("results in %s", args.out)
+    return 0
+
+
+def parse_methods(text):
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                        f"valid: {', '.join(METHODS)}")
+    return list(dict.fromkeys(methods))
+
+
+def parse_conditions(text, config):
+    """--conditions -> {group: [conditions]}: 'seen', 'unseen', 'all' or names, sorted into their groups."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if names in (["all"], [ALL_GROUPS]):
+        names = list(GROUPS)
+    if all(n in GROUPS for n in names) and names:
+        return {group: list(config[GROUPS[group]]) for group in GROUPS if group in names}
+    valid = {c: group for group, key in GROUPS.items() for c in config[key]}
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise UserError(f"--conditions: unknown condition(s) {', '.join(repr(n) for n in unknown) or '(none)'}; "
+                        f"valid: seen, unseen, all, or names from {', '.join(valid)}")
+    return {group: [n for n in dict.fromkeys(names) if valid[n] == group]
+            for group in GROUPS if any(valid[n] == group for n in names)}
+
+
+def check_output_folder(out, overwrite):
+    """Refuse an --out that is a file, holds results (without --overwrite) or cannot be created."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out}: exists and is not a folder")
+    existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(out, f))]
+    if existing and not overwrite:
+        raise UserError(f"--out {out}: already holds results ({', '.join(existing)}); pass --overwrite to "
+                        "replace them, or choose another folder")
+    parent = os.path.abspath(out)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write in {parent}")
+
+
+def evaluate_methods(methods, task_sets, table, selector, k, batch_size, selection_mode, seed, device,
+                     keep_selections=()):
+    """Per-task query AUROC of every method on every task set.
+
+    Every method gets the same TaskBatch (same pools, same query sets). Returns {'auroc': {group:
+    {method: (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels
+    of the selected X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method:
+    float} (selection time only)}.
+    """
+    predictor = MeanPredictor("cosine")
+    generator = torch_generator(seed, TEST_SELECTION, device)
+    seconds = dict.fromkeys(methods, 0.0)
+    auroc = {group: {m: [] for m in methods} for group in task_sets}
+    selections = {group: {m: [] for m in keep_selections} for group in task_sets}
+    total = sum(len(tasks) for tasks in task_sets.values())
+    with tqdm(total=total, desc="meta-test", unit="task", dynamic_ncols=True) as bar:
+        for group, task_set in task_sets.items():
+            first = 0
+            for tasks in task_set.batches(batch_size, device):
+                task_ids = range(first, first + len(tasks))
+                query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+                for method in methods:
+                    started = _clock(device)
+                    if method == "medselect":
+                        selection = select(selector, table, tasks, k, selection_mode, generator)  # (B, K)
+                    else:
+                        selection = select_baseline(method, table.classifier_input(tasks.pool_rows), k, seed,
+                                                    task_ids=task_ids)  # (B, K)
+                    seconds[method] += _clock(device) - started
+                    auroc[group][method].append(selection_auroc(table, tasks, selection, predictor, query).cpu())
+                    if method in keep_selections:
+                        selections[group][method].append((tasks.pool_rows.gather(1, selection).cpu(),
+                                                          tasks.pool_labels.gather(1, selection).cpu()))
+                first += len(tasks)
+                bar.update(len(tasks))
+    return {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
+                      for g, by in auroc.items()},
+            "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),
+                                  "labels": torch.cat([lab for _, lab in s]).numpy()} for m, s in by.items()}
+                          for g, by in selections.items()},
+            "seconds_per_task": {m: s / total for m, s in seconds.items()}}
+
+
+def _clock(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
+    """Result rows: per group, per condition and overall, each method's mean AUROC and CI, and
+    medselect's paired difference to it (same tasks, same bootstrap resamples)."""
+    cells = []  # (group, condition, {method: per-task AUROC})
+    for group, task_set in task_sets.items():
+        condition_ids = task_set.condition_ids()
+        scores = outcome["auroc"][group]
+        for index, condition in enumerate(task_set.conditions):
+            chosen = condition_ids == index
+            cells.append((group, condition, {m: s[chosen] for m, s in scores.items()}))
+        cells.append((group, OVERALL, scores))
+    if len(task_sets) > 1:
+        cells.append((ALL_GROUPS, OVERALL, {m: np.concatenate([outcome["auroc"][g][m] for g in task_sets])
+                                            for m in methods}))
+    rows = []
+    for group, condition, scores in cells:
+        for method in methods:
+            summary = mean_with_ci(scores[method], num_resamples, bootstrap_seed)
+            row = {"group": group, "condition": condition, "method": method, "num_tasks": summary["n"],
+                   "mean_auroc": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
+                   "diff_vs_medselect": None, "diff_ci_low": None, "diff_ci_high": None, "p_value": None}
+            if "medselect" in methods and method != "medselect" and summary["n"]:
+                paired = paired_difference(scores["medselect"], scores[method], num_resamples, bootstrap_seed)
+                row.update(diff_vs_medselect=paired["diff"], diff_ci_low=paired["diff_ci_low"],
+                           diff_ci_high=paired["diff_ci_high"], p_value=paired["p_value"])
+            rows.append(row)
+    return rows
+
+
+def markdown_report(rows, methods, seconds_per_task, num_tasks, config, args):
+    """The results as Markdown: AUROC table, paired-difference table, selection time per task."""
+    cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
+    by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
+    lines = [f"Mean query AUROC [95% bootstrap CI] on identical meta-test tasks: K={config['K']}, pool "
+             f"{config['UNLABELED_POOL_SIZE']}, query {config['QUERY_SET_SIZE']}, {num_tasks} tasks per group, "
+             f"seed {args.seed}, MedSelect selection '{args.selection}'.", "",
+             "| group | condition | tasks | " + " | ".join(methods) + " |",
+             "|---|---|---:|" + "---:|" * len(methods)]
+    for group, condition in cells:
+        first = by_cell[(group, condition, methods[0])]
+        lines.append(f"| {group} | {condition} | {first['num_tasks']} | " + " | ".join(
+            _mean_ci(by_cell[(group, condition, m)]) for m in methods) + " |")
+    baselines = [m for m in methods if m != "medselect"]
+    if "medselect" in methods and baselines:
+        lines += ["", "MedSelect minus baseline, paired on the same tasks [95% bootstrap CI], paired t-test p:", "",
+                  "| group | condition | " + " | ".join(f"− {m}" for m in baselines) + " |",
+                  "|---|---|" + "---:|" * len(baselines)]
+        for group, condition in cells:
+            lines.append(f"| {group} | {condition} | " + " | ".join(
+                _difference(by_cell[(group, condition, m)]) for m in baselines) + " |")
+    lines += ["", "Selection time per task (ms, this machine):", "", "| method | ms / task |", "|---|---:|"]
+    lines += [f"| {m} | {1000 * seconds_per_task[m]:.2f} |" for m in methods]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_ci(row):
+    if not row["num_tasks"]:
+        return "–"
+    return f"{row['mean_auroc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _difference(row):
+    if row["diff_vs_medselect"] is None:
+        return "–"
+    p = row["p_value"]
+    p_text = "n/a" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    return (f"{row['diff_vs_medselect']:+.3f} [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}] "
+            f"p={p_text}")
+
+
+def analyse_selections(outcome, task_sets, demographics, embeddings):
+    """Selection-analysis rows per group (and for all tasks together), and the group that is plotted
+    (all tasks when there are several groups) with its values {method: {quantity: values}}."""
+    groups = {}
+    for group in task_sets:
+        kept = outcome["selection"][group]
+        groups[group] = {m: selection_quantities(embeddings, kept[m]["rows"], kept[m]["labels"], demographics)
+                         for m in ANALYSED_METHODS}
+    if len(groups) > 1:
+        groups[ALL_GROUPS] = {m: {q: np.concatenate([groups[g][m][q] for g in task_sets])
+                                  for q in groups[next(iter(task_sets))][m]} for m in ANALYSED_METHODS}
+    rows = [{"group": group, **row} for group, values in groups.items() for row in compare_selections(values)]
+    plotted = list(groups)[-1]
+    return rows, plotted, groups[plotted]
+
+
+def per_task_csv(outcome, task_sets, methods):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["group", "task", "condition"] + [f"{m}_auroc" for m in methods])
+    for group, task_set in task_sets.items():
+        names = [task_set.conditions[i] for i in task_set.condition_ids()]
+        columns = [outcome["auroc"][group][m] for m in methods]
+        for task, name in enumerate(names):
+            writer.writerow([group, task, name] + [repr(float(c[task])) for c in columns])
+    return buffer.getvalue()
+
+
+def csv_text(rows, columns):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def write_results(out, files, figures, summary):
+    """Write every result file (each through a temporary file); earlier results there are removed first."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create it ({err.strerror})") from None
+    for name in RESULT_FILES:
+        path = os.path.join(out, name)
+        if os.path.exists(path):
+            os.remove(path)
+    for name, text in files.items():
+        atomic_write_text(text, os.path.join(out, name))
+    for name, figure in figures.items():
+        plots.save_png(figure, os.path.join(out, name))
+    atomic_write_json(summary, os.path.join(out, "results.json"))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,135 @@
+"""Figures: training curves of a run folder, and evaluate.py's charts.
+
+    python3 -m utils.plots DIR [--out PNG]
+
+reads DIR/metrics.csv (written by run_selector.py as it trains) and draws the meta-train
+reward and AUROC and the meta-val AUROC against the training step into DIR/training_curves.png.
+"""
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from utils.atomic import atomic_path  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+
+METRICS_FILE = "metrics.csv"
+CURVES_FILE = "training_curves.png"
+CURVE_COLUMNS = ("step", "train_reward", "train_auroc", "train_baseline_auroc", "val_auroc")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description="Draw a run's training curves (meta-train reward and AUROC, meta-val AUROC against step) "
+                    f"from DIR/{METRICS_FILE}.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("run_dir", metavar="DIR", help="run folder of run_selector.py (--out)")
+    parser.add_argument("--out", default=None, help=f"PNG to write; default: DIR/{CURVES_FILE}")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    figure = training_curves(read_metrics(os.path.join(args.run_dir, METRICS_FILE)))
+    out = args.out or os.path.join(args.run_dir, CURVES_FILE)
+    save_png(figure, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def read_metrics(path):
+    """run_selector.py's metrics.csv as a DataFrame, refusing a missing, empty or foreign file."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: not found; run_selector.py writes it at the first meta-validation")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read CSV ({str(err).strip().splitlines()[0]})") from None
+    missing = [c for c in CURVE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; is it run_selector.py's metrics.csv?")
+    if frame.empty:
+        raise UserError(f"{path}: no rows yet (one is written per meta-validation)")
+    return frame
+
+
+def training_curves(frame):
+    """Figure with two panels against step: meta-train reward; meta-train, random-baseline and meta-val AUROC."""
+    figure, (reward_axis, auroc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    reward_axis.plot(frame["step"], frame["train_reward"], marker="o", label="meta-train reward")
+    reward_axis.axhline(0.0, color="grey", linewidth=0.8)
+    reward_axis.set(xlabel="step", ylabel="reward (AUROC − random AUROC)", title="meta-train reward")
+    auroc_axis.plot(frame["step"], frame["val_auroc"], marker="o", label="meta-val AUROC (MedSelect)")
+    auroc_axis.plot(frame["step"], frame["train_auroc"], linestyle="--", label="meta-train AUROC (MedSelect)")
+    auroc_axis.plot(frame["step"], frame["train_baseline_auroc"], linestyle=":", label="meta-train AUROC (random)")
+    if "saved" in frame.columns:
+        saved = frame["saved"].fillna("").astype(str) != ""
+        auroc_axis.scatter(frame["step"][saved], frame["val_auroc"][saved], marker="*", s=120, color="black",
+                           zorder=3, label="checkpoint saved")
+    auroc_axis.set(xlabel="step", ylabel="query AUROC", title="AUROC")
+    for axis in (reward_axis, auroc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def auroc_bar_chart(rows, methods, title):
+    """Bars of mean query AUROC with 95% CI error bars, per condition, one bar per method.
+
+    rows: evaluate.py's result rows (dicts with group, condition, method, mean_auroc, ci_low, ci_high).
+    """
+    cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
+    by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.0 + 0.22 * len(cells) * len(methods)), 4.5))
+    width = 0.8 / len(methods)
+    positions = np.arange(len(cells))
+    for i, method in enumerate(methods):
+        cell_rows = [by_cell[(g, c, method)] for g, c in cells]
+        means = np.array([r["mean_auroc"] for r in cell_rows])
+        errors = np.array([[r["mean_auroc"] - r["ci_low"] for r in cell_rows],
+                           [r["ci_high"] - r["mean_auroc"] for r in cell_rows]])
+        axis.bar(positions + (i - (len(methods) - 1) / 2) * width, means, width, yerr=errors, capsize=2,
+                 label=method)
+    axis.set_xticks(positions, [f"{c}\n({g})" for g, c in cells], rotation=45, ha="right", fontsize=8)
+    low = min(r["ci_low"] for r in rows)
+    axis.set_ylim(max(0.0, low - 0.05), 1.0)
+    axis.set(ylabel="mean query AUROC (95% CI)", title=title)
+    axis.legend(fontsize=8, ncol=min(len(methods), 6))
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def selection_histograms(values_by_method, quantities, wasserstein):
+    """One histogram panel per quantity, the methods overlaid; the title gives their Wasserstein distance."""
+    columns = 4
+    rows = int(np.ceil(len(quantities) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for axis, (quantity, label) in zip(axes.flat, quantities.items()):
+        samples = [values_by_method[m][quantity] for m in values_by_method]
+        bins = np.histogram_bin_edges(np.concatenate(samples), bins=30)
+        for method, sample in zip(values_by_method, samples):
+            axis.hist(sample, bins=bins, alpha=0.5, density=True, label=method)
+        axis.set_title(f"{quantity}\nWasserstein {wasserstein[quantity]:.4g}", fontsize=9)
+        axis.set_xlabel(label, fontsize=7)
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(quantities):]:
+        axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def save_png(figure, path):
+    """Write ``figure`` to ``path`` as PNG through a temporary file, then close it."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    run_cli(main)
