@@ -66,9 +66,8 @@ def binary_labels(values, label_column, source):
     bad = ~numbers.isin([0, 1]).to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        shown = "blank" if pd.isna(values.iloc[row]) else repr(values.iloc[row])
-        raise UserError(f"{source}: column '{label_column}' must be 0 or 1 on every row (row {row} is {shown}); "
-                        "label each X-ray 1 (positive) or 0 (negative)")
+        raise UserError(f"{source}: column '{label_column}' must be 0 or 1 on every row (row {row} is "
+                        f"{_shown(values.iloc[row])}); label each X-ray 1 (positive) or 0 (negative)")
     labels = numbers.to_numpy().astype(np.int64)
     if labels.min() == labels.max():
         raise UserError(f"{source}: all {len(labels)} labelled X-ray(s) have {label_column} = {labels[0]}; the "
@@ -144,8 +143,17 @@ def chexpert_positive(values, label_column, source):
     if bad.any():
         row = int(np.argmax(bad))
         raise UserError(f"{source}: column '{label_column}' must be 1, -1 (uncertain, counts as positive), 0 or "
-                        f"blank (row {row} is {values.iloc[row]!r})")
+                        f"blank (row {row} is {_shown(values.iloc[row])})")
     return numbers.isin(GROUND_TRUTH_POSITIVE).to_numpy().astype(np.int64)
+
+
+def _shown(value):
+    """A cell's value as a user wrote it: blank, 'text' or a plain number."""
+    if pd.isna(value):
+        return "blank"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def bootstrap_interval(labels, scores, resamples, confidence, rng):
