@@ -34,7 +34,7 @@ from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
-from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed, torch_generator
+from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
 from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 
 METHODS = ("medselect",) + BASELINE_METHODS
@@ -200,13 +200,15 @@ def evaluate_methods(methods, task_sets, table, selector, k, batch_size, selecti
     float} (selection time only)}.
     """
     predictor = MeanPredictor("cosine")
-    generator = torch_generator(seed, TEST_SELECTION, device)
     seconds = dict.fromkeys(methods, 0.0)
     auroc = {group: {m: [] for m in methods} for group in task_sets}
     selections = {group: {m: [] for m in keep_selections} for group in task_sets}
     total = sum(len(tasks) for tasks in task_sets.values())
     with tqdm(total=total, desc="meta-test", unit="task", dynamic_ncols=True) as bar:
         for group, task_set in task_sets.items():
+            # MedSelect's draws for a group do not depend on which other groups are evaluated.
+            generator = torch.Generator(device=device).manual_seed(
+                derived_seed(derived_seed(seed, TEST_SELECTION), list(GROUPS).index(group)))
             first = 0
             for tasks in task_set.batches(batch_size, device):
                 task_ids = range(first, first + len(tasks))

@@ -229,3 +229,20 @@ def test_command_line_script(data, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --methods: unknown method(s) best; valid: medselect, random, kmedoids, typiclust, probcover, coreset"]
+
+
+def test_a_group_gives_the_same_numbers_alone_or_with_the_other(data, tmp_path):
+    """Tasks, MedSelect's seeded draws and the baselines' random choices belong to the group and the task."""
+    common = ["--checkpoint", data["checkpoint"], *data["args"], "--methods", "medselect,random,coreset",
+              "--num_tasks", "8", "--bootstrap", "10"]
+    assert evaluate.main(common + ["--out", str(tmp_path / "both")]) == 0
+    assert evaluate.main(common + ["--out", str(tmp_path / "alone"), "--conditions", "unseen", "--batch_size", "3"]) == 0
+    both = pd.read_csv(tmp_path / "both" / "per_task.csv")
+    alone = pd.read_csv(tmp_path / "alone" / "per_task.csv")
+    both = both[both.group == "unseen"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(both[["task", "condition", "random_auroc", "coreset_auroc"]],
+                                  alone[["task", "condition", "random_auroc", "coreset_auroc"]])
+    # MedSelect's multinomial draws follow one generator per group, in task order (same batch size here).
+    assert evaluate.main(common + ["--out", str(tmp_path / "alone8"), "--conditions", "unseen"]) == 0
+    alone8 = pd.read_csv(tmp_path / "alone8" / "per_task.csv")
+    np.testing.assert_array_equal(both["medselect_auroc"], alone8["medselect_auroc"])
