@@ -38,10 +38,8 @@ PREPROCESSING = (f"RGB; resize shorter side to {IMAGE_SIZE} (bilinear, keep aspe
 def decode(path):
     """Open and decode the image file at ``path``; grey-scale and RGB images keep their mode."""
     with Image.open(path) as image:
-        image.load()
-        if image.mode not in ("L", "RGB"):
-            return image.convert("RGB")
-        return image.copy() if image.fp is not None else image
+        image.load()  # the pixels stay in memory after the file is closed
+    return image if image.mode in ("L", "RGB") else image.convert("RGB")
 
 
 def resized_size(width, height, size=IMAGE_SIZE):
@@ -62,7 +60,7 @@ def resize_and_crop(image, size=IMAGE_SIZE):
 
 def to_uint8_tensor(image):
     """PIL image (L or RGB) -> (3, H, W) uint8 tensor; a grey-scale image is repeated on three channels."""
-    pixels = torch.from_numpy(np.asarray(image))
+    pixels = torch.from_numpy(np.array(image))  # (H, W) or (H, W, 3), a writable copy
     if pixels.ndim == 2:
         return pixels.unsqueeze(0).expand(3, -1, -1).contiguous()  # (3, H, W)
     return pixels.permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
