@@ -4,6 +4,8 @@ Everything here is batched over tasks and runs on the device of the XrayTable:
 gathering embeddings, sampling, the classifier and the AUROC. No Python loop
 over tasks or X-rays.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -44,10 +46,6 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     """
     selector.train()
     logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
-    # The reward is finite (the query set always holds both classes), so the loss is finite exactly
-    # when the logits are; checking them first also keeps NaN out of the multinomial draw.
-    if not torch.isfinite(logits).all():
-        raise NonFiniteLoss("the selector's logits are NaN or infinite (non-finite loss)")
     selection, log_prob = sample_selection(logits, k, selection_generator)  # (B, K), (B,)
     with torch.no_grad():
         query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
@@ -59,8 +57,14 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    # One device synchronisation per step, here at its end, so that drawing the next batch of tasks on
+    # the CPU overlaps this step's work on a GPU.
     stats = torch.stack([auroc.mean(), baseline_auroc.mean(), reward.mean().double(), loss.detach().double()])
-    return dict(zip(("auroc", "baseline_auroc", "reward", "loss"), stats.tolist()))
+    stats = dict(zip(("auroc", "baseline_auroc", "reward", "loss"), stats.tolist()))
+    predictor.report_missing_classes()
+    if not math.isfinite(stats["loss"]):
+        raise NonFiniteLoss(f"the loss is {stats['loss']} (the selector's output is no longer finite)")
+    return stats
 
 
 @torch.no_grad()
@@ -85,4 +89,5 @@ def evaluate_selector(selector, predictor, table, task_set, k, batch_size, gener
         selection = select(selector, table, tasks, k, mode, generator)
         aurocs.append(selection_auroc(table, tasks, selection, predictor))
     selector.train(was_training)
+    predictor.report_missing_classes()
     return torch.cat(aurocs).cpu().numpy().astype(np.float64)

@@ -26,6 +26,7 @@ class MeanPredictor(nn.Module):
             raise ValueError(f"mode must be 'cosine' or 'euclidean', got {mode!r}")
         self.mode = mode
         self._warned_empty_class = False
+        self._pending_empty_class = None  # (2,) device tensor of tasks still to report, on GPUs
 
     def forward(self, selected, selected_labels, query):
         """selected (B, K, D), selected_labels (B, K) in {0, 1}, query (B, Q, D) -> scores (B, Q)."""
@@ -37,17 +38,29 @@ class MeanPredictor(nn.Module):
         negative = 1.0 - positive
         num_positive = positive.sum(1, keepdim=True)  # (B, 1)
         num_negative = negative.sum(1, keepdim=True)
-        self._warn_if_class_missing(num_positive, num_negative)
+        self._note_missing_classes(num_positive, num_negative)
         # Sum over the selected slots of one class, divided by how many there are (0 when none).
         positive_mean = (similarity @ positive.unsqueeze(-1)).squeeze(-1) / num_positive.clamp(min=1)  # (B, Q)
         negative_mean = (similarity @ negative.unsqueeze(-1)).squeeze(-1) / num_negative.clamp(min=1)
         return positive_mean - negative_mean
 
-    def _warn_if_class_missing(self, num_positive, num_negative):
+    def _note_missing_classes(self, num_positive, num_negative):
         if self._warned_empty_class:
             return
-        no_positive = int((num_positive == 0).sum())
-        no_negative = int((num_negative == 0).sum())
+        missing = torch.stack([(num_positive == 0).sum(), (num_negative == 0).sum()])
+        if missing.device.type == "cpu":
+            self._pending_empty_class = missing
+            self.report_missing_classes()
+        else:  # reading the count would stall the GPU; it is reported at the next report_missing_classes()
+            self._pending_empty_class = missing if self._pending_empty_class is None \
+                else self._pending_empty_class + missing
+
+    def report_missing_classes(self):
+        """Log, once per predictor, if some task had no selected positive or no selected negative."""
+        if self._warned_empty_class or self._pending_empty_class is None:
+            return
+        no_positive, no_negative = self._pending_empty_class.tolist()
+        self._pending_empty_class = None
         if no_positive or no_negative:
             self._warned_empty_class = True
             log.warning("%d task(s) had no selected positive and %d no selected negative; "

@@ -255,11 +255,12 @@ def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):
 
 def test_non_finite_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch, capsys):
     from models.lstm_selector import LSTMSelector
-    monkeypatch.setattr(LSTMSelector, "forward", lambda self, pool: pool.sum(-1) * float("nan"))
+    diverged = lambda self, pool: self.linear(torch.zeros(*pool.shape[:2], 512)).squeeze(-1) * float("nan")  # noqa
+    monkeypatch.setattr(LSTMSelector, "forward", diverged)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "run"), *settings()])
     assert exit_info.value.code == 2
-    assert "training stopped at epoch 1 iter 1: the selector's logits are NaN or infinite" in capsys.readouterr().err
+    assert "training stopped at epoch 1 iter 1: the loss is nan" in capsys.readouterr().err
 
 
 def test_command_line_error_has_no_traceback(tiny_data, tmp_path):

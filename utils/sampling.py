@@ -10,7 +10,11 @@ def sample_selection(logits, k, generator=None):
     the count vector, differentiable with respect to the logits.
     """
     log_probs = torch.log_softmax(logits, dim=-1)  # (B, P)
-    idx = torch.multinomial(log_probs.detach().exp(), k, replacement=True, generator=generator)  # (B, k)
+    probs = log_probs.detach().exp()
+    # Non-finite logits (a diverged selector) would make the draw itself fail, on a GPU with a device-side
+    # assert; draw uniformly for such rows instead and let the non-finite log_prob report the problem.
+    probs = torch.where(torch.isfinite(probs), probs, torch.ones_like(probs))
+    idx = torch.multinomial(probs, k, replacement=True, generator=generator)  # (B, k)
     counts = torch.zeros_like(log_probs).scatter_add_(1, idx, torch.ones_like(idx, dtype=log_probs.dtype))
     log_coefficient = torch.lgamma(torch.tensor(k + 1.0, device=logits.device)) - torch.lgamma(counts + 1).sum(1)
     log_prob = log_coefficient + (counts * log_probs).sum(1)
