@@ -121,7 +121,6 @@ def build_encoder(encoder_state, arch, source="checkpoint"):
     setattr(model, head_name, nn.Identity())
     head_keys = [k for k in encoder_state if k == head_name or k.startswith(head_name + ".")]
     body = {k: v for k, v in encoder_state.items() if k not in head_keys}
-    head = head_kind(encoder_state, head_name, head_keys, dim, source)
     try:
         missing, unexpected = model.load_state_dict(body, strict=False)
     except RuntimeError as err:  # a shape mismatch
@@ -132,7 +131,7 @@ def build_encoder(encoder_state, arch, source="checkpoint"):
         raise UserError(f"{source}: encoder_q does not fit {arch}: {len(missing)} missing key(s) "
                         f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}; {len(unexpected)} unexpected "
                         f"key(s) {', '.join(unexpected[:3])}{'...' if len(unexpected) > 3 else ''}")
-    return model.eval(), head
+    return model.eval(), head_kind(encoder_state, head_name, head_keys, dim, source)
 
 
 def head_kind(encoder_state, head_name, head_keys, dim, source):
