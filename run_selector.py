@@ -18,7 +18,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.prefetch import prefetched
+from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.xray_table import load_xray_table
 from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, train_step
 from models.lstm_selector import LSTMSelector
@@ -161,8 +162,9 @@ class MetaTrainingRun:
         for epoch in range(epoch, self.config["NUM_EPOCHS"]):
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate_for_epoch(self.config["LEARNING_RATE"], epoch)
-            for iteration in range(done_in_epoch + 1, self.steps_per_epoch + 1):
-                stats = self._step(epoch, iteration)
+            iterations = range(done_in_epoch + 1, self.steps_per_epoch + 1)
+            for iteration, task_arrays in zip(iterations, prefetched(self._draw_arrays, iterations)):
+                stats = self._step(epoch, iteration, to_task_batch(task_arrays, self.device))
                 self.progress.update(epoch=epoch, iter=iteration, step=self.progress["step"] + 1,
                                      elapsed_s=time.time() - started)
                 bar.update(1)
@@ -175,10 +177,13 @@ class MetaTrainingRun:
         bar.close()
         return self.progress
 
-    def _step(self, epoch, iteration):
+    def _draw_arrays(self, iteration):
+        """The tasks of step ``iteration`` of an epoch (every epoch holds the same tasks, as the original)."""
         batch_size, num_tasks = self.config["BATCH_SIZE"], self.config["NUM_META_TRAIN_TASKS"]
         first = (iteration - 1) * batch_size
-        tasks = self.train_sampler.draw(range(first, min(first + batch_size, num_tasks)), self.device)
+        return self.train_sampler.draw_arrays(range(first, min(first + batch_size, num_tasks)))
+
+    def _step(self, epoch, iteration, tasks):
         try:
             stats = train_step(self.selector, self.optimizer, self.predictor, self.train_table, tasks,
                                self.config["K"], self.selection_generator, self.baseline_generator)
