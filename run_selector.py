@@ -250,6 +250,8 @@ def resolve_device(name):
         raise UserError(f"--device: unknown device {name!r} (use cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes: let cuDNN pick its fastest LSTM
     return device
 
 

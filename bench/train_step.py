@@ -240,12 +240,13 @@ val = load_xray_table(os.path.join(folder, "val_pos.csv"), os.path.join(folder, 
 shape = TaskShape({pool}, {pool} // 2, {query}, {query} // 2)
 val_tasks = FixedTaskSet(TaskSampler(val, conditions, shape, 0, 1), {val_tasks})
 sampler = TaskSampler(train, conditions, shape, 0, 0)
-for step in range(3):
-    train.selector_input(sampler.draw(range({batch})).pool_rows, reuse_buffer=True)
-after = peak_kib()
+batches = [sampler.draw(range(i * {batch}, (i + 1) * {batch})) for i in range(3)]
+after_tasks = peak_kib()
+for tasks in batches:
+    train.selector_input(tasks.pool_rows, reuse_buffer=True)
+after_gather = peak_kib()
 data_bytes = train.embeddings.numel() * 4 + val.embeddings.numel() * 4
-batch_bytes = {batch} * {pool} * train.embedding_size * 4
-print((after - before) * 1024, data_bytes, batch_bytes)
+print((after_tasks - before) * 1024, (after_gather - before) * 1024, data_bytes)
 """
 
 
@@ -267,11 +268,12 @@ def measure_memory(args, rng):
     result = subprocess.run([sys.executable, "-c", code, folder], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"memory probe failed:\n{result.stderr}")
-    peak_added, data_bytes, batch_bytes = map(int, result.stdout.split())
+    peak_tasks, peak_gather, data_bytes = map(int, result.stdout.split())
     for name in os.listdir(folder):
         os.remove(os.path.join(folder, name))
     os.rmdir(folder)
-    return {"peak_added_bytes": peak_added, "embedding_bytes": data_bytes, "gathered_batch_bytes": batch_bytes}
+    return {"peak_added_by_data_and_tasks_bytes": peak_tasks, "peak_added_with_lstm_input_bytes": peak_gather,
+            "embedding_bytes": data_bytes}
 
 
 def main(argv=None):
@@ -319,10 +321,13 @@ def main(argv=None):
     memory = None
     if not args.skip_memory:
         memory = measure_memory(args, rng)
-        print(f"\npeak memory added by loading train + val data and drawing batches: "
-              f"{memory['peak_added_bytes'] / 2**20:.0f} MiB for {memory['embedding_bytes'] / 2**20:.0f} MiB of "
-              f"embeddings ({memory['peak_added_bytes'] / memory['embedding_bytes']:.2f}x; includes one gathered "
-              f"batch of {memory['gathered_batch_bytes'] / 2**20:.0f} MiB, the BiLSTM's input)")
+        embedding_mib = memory["embedding_bytes"] / 2**20
+        tasks_mib = memory["peak_added_by_data_and_tasks_bytes"] / 2**20
+        gather_mib = memory["peak_added_with_lstm_input_bytes"] / 2**20
+        print(f"\npeak memory added by loading train + val data ({embedding_mib:.0f} MiB of embeddings), the "
+              f"validation task set and 3 training batches of tasks: {tasks_mib:.0f} MiB "
+              f"({tasks_mib / embedding_mib:.2f}x the embeddings); with the BiLSTM's input batch gathered as well: "
+              f"{gather_mib:.0f} MiB ({gather_mib / embedding_mib:.2f}x)")
 
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
