@@ -53,7 +53,7 @@ def write_xray_image(path, width, height, findings, rng):
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L").save(path, quality=90)
 
 
-def write_chexpert_like_folder(out, num_patients=450, seed=0):
+def write_chexpert_like_folder(out, num_patients=200, seed=0):
     """Images and ``train.csv`` in CheXpert's layout under ``out``; returns the CSV path."""
     rng = np.random.default_rng(seed)
     conditions = constants.ALL_COND
@@ -133,7 +133,7 @@ def moco_checkpoint(arch="resnet18", head="mlp", queue_length=65536, seed=0, sha
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="demo_data/chexpert", help="output folder (CheXpert-v1.0-small/ goes inside)")
-    parser.add_argument("--patients", type=int, default=450, help="synthetic patients (1-2 studies, 1-2 views each)")
+    parser.add_argument("--patients", type=int, default=200, help="synthetic patients (1-2 studies, 1-2 views each)")
     parser.add_argument("--checkpoint", default=None,
                         help="where to write the random MoCo checkpoint; default: OUT/moco_random_resnet18.pth.tar")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, labels and weights")
@@ -144,7 +144,8 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     csv_path = write_chexpert_like_folder(args.out, args.patients, args.seed)
     checkpoint = args.checkpoint or os.path.join(args.out, "moco_random_resnet18.pth.tar")
-    torch.save(moco_checkpoint("resnet18", "mlp", queue_length=16384, seed=args.seed), checkpoint)
+    torch.save(moco_checkpoint("resnet18", "mlp", queue_length=16384, seed=args.seed, share_momentum_encoder=True),
+               checkpoint)
     rows = len(pd.read_csv(csv_path))
     print(f"{SYNTHETIC_NOTE}\nwrote {rows} images and {csv_path}; random MoCo checkpoint {checkpoint}")
 
