@@ -131,11 +131,13 @@ def train_selector(args, data):
     """Meta-train with run_selector.py (settings TRAINING or --train_set); returns the best checkpoint's path."""
     run = os.path.join(args.out, "selector")
     last = os.path.join(run, run_selector.LAST_CHECKPOINT)
-    if not os.path.exists(last) or not load_checkpoint(last)["progress"].get("best_checkpoint"):
-        run_selector.main(["--train_pos_csv", data["train_pos"], "--train_norm_csv", data["train_norm"],
-                           "--val_pos_csv", data["val_pos"], "--val_norm_csv", data["val_norm"], "--out", run,
-                           "--overwrite", "--seed", str(args.seed), "--device", "cpu"]
+    data_args = ["--train_pos_csv", data["train_pos"], "--train_norm_csv", data["train_norm"],
+                 "--val_pos_csv", data["val_pos"], "--val_norm_csv", data["val_norm"], "--out", run, "--device", "cpu"]
+    if not os.path.exists(last):
+        run_selector.main(data_args + ["--overwrite", "--seed", str(args.seed)]
                           + [part for setting in (args.train_set or TRAINING) for part in ("--set", setting)])
+    else:  # continue an interrupted run (returns at once when it is complete)
+        run_selector.main(data_args + ["--resume", last])
     best = load_checkpoint(last)["progress"]["best_checkpoint"]
     return os.path.join(run, best) if best else sorted(glob.glob(os.path.join(run, "model_epoch*")))[-1]
 
