@@ -60,8 +60,9 @@ def get_args_parser():
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32: full precision (TF32 off), as the original; bf16: autocast, faster on GPUs "
                              "(cosine similarity to fp32 >= 0.999)")
-    parser.add_argument("--channels_last", choices=("auto", "on", "off"), default="auto",
-                        help="channels-last memory format for the convolutions; auto: on for CUDA, off on the CPU")
+    parser.add_argument("--channels_last", choices=("on", "off"), default="on",
+                        help="channels-last memory format for the convolutions (faster on GPUs, and measured "
+                             "faster on the CPU too; results within 1e-6 relative)")
     parser.add_argument("--check", action="store_true",
                         help="first open every image (cheaply) and list all unreadable ones at once, before embedding")
     parser.add_argument("--overwrite", action="store_true",
@@ -105,7 +106,7 @@ def embed_csv(args, ranks):
     if args.check:
         check_all_images(paths, args.data, ranks, args.num_workers)
 
-    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    channels_last = args.channels_last == "on"
     set_fp32_arithmetic(device, args.precision)
     model = encoder.model.to(device)
     if channels_last:
@@ -227,10 +228,11 @@ def check_all_images(paths, csv_path, ranks, threads):
         bad = check_images(paths, rows, threads=max(threads, 1), progress=bar)
     bad = sorted(sum(ranks.all_gather_object(bad), []))
     if bad:
-        for row, path, reason in bad:
-            log.error("row %d: %s: %s", row, path, reason)
+        if ranks.rank == 0:
+            for row, path, reason in bad:
+                log.error("row %d: %s: %s", row, path, reason)
         raise UserError(f"{len(bad)} of {len(paths)} images listed in {csv_path} cannot be read (listed above); "
-                        "nothing was written")
+                        "fix them and run the same command again")
     log.info("checked %d images: all readable", len(paths))
 
 

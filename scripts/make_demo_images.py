@@ -53,8 +53,11 @@ def write_xray_image(path, width, height, findings, rng):
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L").save(path, quality=90)
 
 
-def write_chexpert_like_folder(out, num_patients=200, seed=0):
-    """Images and ``train.csv`` in CheXpert's layout under ``out``; returns the CSV path."""
+def write_chexpert_like_folder(out, num_patients=200, seed=0, sizes=IMAGE_SIZES):
+    """Images and ``train.csv`` in CheXpert's layout under ``out``; returns the CSV path.
+
+    ``sizes``: the (width, height) each image gets one of, at random.
+    """
     rng = np.random.default_rng(seed)
     conditions = constants.ALL_COND
     rows = []
@@ -78,7 +81,7 @@ def write_chexpert_like_folder(out, num_patients=200, seed=0):
                 frontal = view == 1 or rng.random() < 0.3
                 name = f"view{view}_{'frontal' if frontal else 'lateral'}.jpg"
                 rel = f"{CHEXPERT_FOLDER}/train/patient{patient:05d}/study{study}/{name}"
-                width, height = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
+                width, height = sizes[int(rng.integers(len(sizes)))]
                 write_xray_image(os.path.join(out, rel), width, height, findings, rng)
                 rows.append({"Path": rel, "Sex": sex, "Age": age, "Frontal/Lateral": "Frontal" if frontal else "Lateral",
                              "AP/PA": rng.choice(["AP", "PA"]) if frontal else np.nan, **labels})
@@ -137,12 +140,23 @@ def get_args_parser():
     parser.add_argument("--checkpoint", default=None,
                         help="where to write the random MoCo checkpoint; default: OUT/moco_random_resnet18.pth.tar")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images, labels and weights")
+    parser.add_argument("--image_size", default=None, metavar="WxH",
+                        help="give every image this size (e.g. 320x390, CheXpert-small's usual shape); "
+                             f"default: several sizes {IMAGE_SIZES}")
     return parser
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    csv_path = write_chexpert_like_folder(args.out, args.patients, args.seed)
+    sizes = IMAGE_SIZES
+    if args.image_size:
+        try:
+            sizes = [tuple(int(n) for n in args.image_size.lower().split("x"))]
+        except ValueError:
+            sizes = [()]
+        if len(sizes[0]) != 2 or min(sizes[0]) < 1:
+            raise SystemExit(f"error: --image_size {args.image_size}: expected WIDTHxHEIGHT, e.g. 320x390")
+    csv_path = write_chexpert_like_folder(args.out, args.patients, args.seed, sizes)
     checkpoint = args.checkpoint or os.path.join(args.out, "moco_random_resnet18.pth.tar")
     torch.save(moco_checkpoint("resnet18", "mlp", queue_length=16384, seed=args.seed, share_momentum_encoder=True),
                checkpoint)

@@ -143,7 +143,7 @@ def test_check_lists_every_bad_image_at_once(setup, tmp_path, capsys):
     code, err = run(["-d", csv, "-o", tmp_path / "x.hdf5", "-c", setup["checkpoint"], "--check"], capsys)
     assert code == 2 and "Traceback" not in err
     lines = err.strip().splitlines()
-    assert lines[-1].startswith("error: 4 of 6 images") and "nothing was written" in lines[-1]
+    assert lines[-1].startswith("error: 4 of 6 images") and "fix them" in lines[-1]
     for row, reason in ((1, "file not found"), (2, "truncated"), (4, "cannot identify image"), (5, "folder")):
         assert any(line.startswith(f"row {row}: ") and reason in line for line in lines), (row, err)
     assert listing(tmp_path) == before
