@@ -60,10 +60,10 @@ def resize_and_crop(image, size=IMAGE_SIZE):
 
 def to_uint8_tensor(image):
     """PIL image (L or RGB) -> (3, H, W) uint8 tensor; a grey-scale image is repeated on three channels."""
-    pixels = torch.from_numpy(np.array(image))  # (H, W) or (H, W, 3), a writable copy
+    pixels = np.asarray(image)  # (H, W) or (H, W, 3); copied below, in NumPy (cheaper than torch for this)
     if pixels.ndim == 2:
-        return pixels.unsqueeze(0).expand(3, -1, -1).contiguous()  # (3, H, W)
-    return pixels.permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+        return torch.from_numpy(np.stack([pixels] * 3))  # (3, H, W)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
 
 
 def load_xray(path):

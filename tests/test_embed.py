@@ -202,3 +202,13 @@ def test_two_processes_gloo_equal_one_process(r18, tmp_path):
     embeddings, attrs = read_hdf5(out)
     assert embeddings.tobytes() == r18["whole"].tobytes()
     assert attrs["rows_done"] == 8 and os.listdir(tmp_path) == ["two.hdf5"]
+
+
+def test_damaged_partial_is_started_over(r18, tmp_path, capsys):
+    """A kill in the middle of an HDF5 write can leave an unreadable .partial: it is not trusted."""
+    (tmp_path / "x.hdf5.partial").write_bytes(b"half-written HDF5 header")
+    code, err = embed(["-d", r18["csv"], "-o", tmp_path / "x.hdf5", "-c", r18["checkpoint"], "--batch_size", 2,
+                       "--num_workers", 0], capsys)
+    assert code == 0 and "unreadable" in err and "starting over" in err, err
+    assert read_hdf5(tmp_path / "x.hdf5")[0].tobytes() == r18["whole"].tobytes()
+    assert os.listdir(tmp_path) == ["x.hdf5"]
