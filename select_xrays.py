@@ -10,7 +10,8 @@ import argparse
 import logging
 
 from medselect.output import check_output_path, write_csv
-from medselect.selection import DEFAULT_LARGE_POOL, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS, SELECTIONS, select
+from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
+                                 SELECTIONS, select)
 from utils.errors import run_cli
 from utils.logs import setup_logging
 
@@ -22,7 +23,8 @@ def get_args_parser():
         description="Choose the K X-rays of a pool that a radiologist should label first.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--pool_csv", required=True,
-                        help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name beside it")
+                        help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name "
+                             "beside it")
     parser.add_argument("--out", required=True, help="CSV to write: the chosen rows, best first (overwritten)")
     parser.add_argument("--checkpoint", default=None,
                         help="selector checkpoint of run_selector.py (or the original code); required for "
@@ -32,9 +34,9 @@ def get_args_parser():
                              "without a checkpoint)")
     parser.add_argument("--method", choices=METHODS, default=MEDSELECT,
                         help="medselect (the trained selector) or a label-free baseline")
-    parser.add_argument("--selection", choices=SELECTIONS, default="topk",
-                        help="topk: the K highest selector scores; sample: K distinct X-rays drawn from the "
-                             "selector's softmax (medselect only)")
+    parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULT_SELECTION,
+                        help="sample: K distinct X-rays drawn from the selector's softmax with --seed (what "
+                             "training optimises; see README); topk: the K highest selector scores (medselect only)")
     parser.add_argument("--exclude", default=None, metavar="CSV",
                         help="CSV of X-rays already labelled (matched on Path), never chosen again")
     parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,

@@ -13,7 +13,8 @@ wrappers over these functions. Run from the repository root (or put it on
 """
 from medselect.classification import AurocEstimate, classify, ground_truth_auroc
 from medselect.pool import Pool, load_pool
-from medselect.selection import DEFAULT_LARGE_POOL, LARGE_POOL_STRATEGIES, METHODS, SELECTIONS, select
+from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, METHODS, SELECTIONS,
+                                 select)
 
 __all__ = ["select", "classify", "ground_truth_auroc", "load_pool", "Pool", "AurocEstimate", "METHODS",
-           "SELECTIONS", "LARGE_POOL_STRATEGIES", "DEFAULT_LARGE_POOL"]
+           "SELECTIONS", "DEFAULT_SELECTION", "LARGE_POOL_STRATEGIES", "DEFAULT_LARGE_POOL"]

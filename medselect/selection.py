@@ -31,14 +31,15 @@ log = logging.getLogger("medselect")
 
 MEDSELECT = "medselect"  # the trained selector; every other method is a baseline of models/baselines.py
 METHODS = (MEDSELECT, *BASELINE_METHODS)
-SELECTIONS = ("topk", "sample")  # the K highest-scoring X-rays, or K distinct draws from the selector's softmax
+SELECTIONS = ("sample", "topk")  # K distinct draws from the selector's softmax, or the K highest scores
+DEFAULT_SELECTION = "sample"  # what training optimises, and better than topk on held-out tasks (README)
 LARGE_POOL_STRATEGIES = ("chunks", "whole")
 DEFAULT_LARGE_POOL = "chunks"  # better on held-out tasks: see the README's "Using MedSelect on your own X-rays"
 SCORE_COLUMN, RANK_COLUMN = "score", "rank"  # added to the chosen rows
 CHUNKS_PER_FORWARD = 64  # chunks read by the BiLSTM in one batch, to bound memory on large pools
 
 
-def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection="topk", seed=0, exclude=None,
+def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAULT_SELECTION, seed=0, exclude=None,
            large_pool=DEFAULT_LARGE_POOL):
     """The X-rays to label, best first: K rows of the pool CSV with all their columns, plus score and rank.
 
@@ -50,8 +51,8 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection="topk"
             pool size the selector was trained on.
         k: X-rays to choose; default: the checkpoint's K (constants.py's K without a checkpoint).
         method: "medselect" or a baseline name of models/baselines.py (random, kmedoids, ...).
-        selection: "topk" (the K best scores; deterministic up to the pool's reading order) or
-            "sample" (K distinct X-rays drawn from the selector's softmax).
+        selection: "sample" (K distinct X-rays drawn from the selector's softmax, the policy that
+            training optimises) or "topk" (the K best scores).
         seed: seeds the pool's reading order, the draws and the baselines.
         exclude: CSV path or DataFrame with a ``Path`` column: X-rays already labelled, never chosen.
         large_pool: "chunks" or "whole", for a pool larger than the trained pool size.
@@ -121,8 +122,8 @@ def selector_inputs(pool, use_asl):
 
 
 @torch.no_grad()
-def choose_with_selector(selector, inputs, k, trained_pool_size, selection="topk", large_pool=DEFAULT_LARGE_POOL,
-                         generator=None):
+def choose_with_selector(selector, inputs, k, trained_pool_size, selection=DEFAULT_SELECTION,
+                         large_pool=DEFAULT_LARGE_POOL, generator=None):
     """K distinct positions of ``inputs`` (N, D') in rank order, and the score of every position.
 
     The pool is read in a random order; with ``large_pool="chunks"`` a pool larger than

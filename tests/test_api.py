@@ -48,7 +48,7 @@ def test_exclude_accepts_a_dataframe_and_errors_are_user_errors(tmp_path, pool):
         select(csv_path, method="random", k=66, exclude=frame.iloc[:5][["Path"]])
     with pytest.raises(UserError, match="needs a checkpoint"):
         select(csv_path)
-    with pytest.raises(UserError, match="selection must be one of topk, sample"):
+    with pytest.raises(UserError, match="selection must be one of sample, topk"):
         select(csv_path, method="random", selection="best")
 
 

@@ -58,7 +58,8 @@ def test_topk_writes_the_k_best_pool_rows_in_rank_order(tmp_path, pool, selector
     csv_path, frame, embeddings = pool
     checkpoint = write_checkpoint(tmp_path / "sel.pt", selector, {"UNLABELED_POOL_SIZE": 100})  # pool fits
     out = tmp_path / "to_label.csv"
-    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 7, "--out", out], capsys)
+    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 7, "--selection", "topk",
+                     "--out", out], capsys)
     assert code == 0, err
     chosen = pd.read_csv(out)
     check_rows_come_from_pool(chosen, frame)
@@ -74,8 +75,8 @@ def test_pool_larger_than_the_trained_pool(tmp_path, pool, selector, strategy, c
     csv_path, frame, embeddings = pool  # 70 X-rays; the checkpoint was trained on pools of 20
     checkpoint = write_checkpoint(tmp_path / "sel.pt", selector)
     out = tmp_path / "to_label.csv"
-    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "--large_pool", strategy, "--out", out],
-                    capsys)
+    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "--large_pool", strategy,
+                     "--selection", "topk", "--out", out], capsys)
     assert code == 0, err
     chosen = pd.read_csv(out)
     assert len(chosen) == TRAINED_K  # the checkpoint's K by default
@@ -96,7 +97,7 @@ def test_exclude_skips_labelled_xrays(tmp_path, pool, selector, capsys):
     labelled = pd.DataFrame({"Path": list(frame["Path"].iloc[ranking[:3]]) + ["not/in/the/pool.jpg"]})
     labelled.to_csv(tmp_path / "labeled.csv", index=False)
     out = tmp_path / "to_label.csv"
-    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 4, "--exclude",
+    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 4, "--selection", "topk", "--exclude",
                      tmp_path / "labeled.csv", "--out", out], capsys)
     assert code == 0, err
     chosen = pd.read_csv(out)
@@ -125,7 +126,7 @@ def test_original_checkpoint_uses_the_defaults_of_constants(tmp_path, pool, sele
     csv_path, frame, embeddings = pool
     checkpoint = write_checkpoint(tmp_path / "original.pt", selector, original_format=True)  # K=20, pools of 1000
     out = tmp_path / "to_label.csv"
-    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "--out", out], capsys)
+    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "--selection", "topk", "--out", out], capsys)
     assert code == 0, err
     best = np.argsort(-numpy_logits(selector.state_dict(), embeddings))[:20]
     assert pd.read_csv(out)["Path"].tolist() == frame["Path"].iloc[best].tolist()
@@ -138,7 +139,8 @@ def test_asl_checkpoint_reads_age_sex_laterality(tmp_path, pool, capsys):
     asl = np.stack([(frame["Sex"] == "Female").astype(float), (frame["Age"] - 60.33) / 17.92,
                     (frame["Frontal/Lateral"] == "Frontal").astype(float)], axis=1)
     out = tmp_path / "to_label.csv"
-    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 6, "--out", out], capsys)
+    code, err = run(["--checkpoint", checkpoint, "--pool_csv", csv_path, "-k", 6, "--selection", "topk",
+                     "--out", out], capsys)
     assert code == 0, err
     best = np.argsort(-numpy_logits(selector.state_dict(), np.concatenate([embeddings, asl], axis=1)))[:6]
     assert pd.read_csv(out)["Path"].tolist() == frame["Path"].iloc[best].tolist()
