@@ -61,8 +61,8 @@ def get_args_parser():
                         help="fp32: full precision (TF32 off), as the original; bf16: autocast, faster on GPUs "
                              "(cosine similarity to fp32 >= 0.999)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
-                        help="channels-last memory format for the convolutions (faster on GPUs, and measured "
-                             "faster on the CPU too; results within 1e-6 relative)")
+                        help="channels-last memory format for the convolutions (faster on GPUs, and usually on "
+                             "the CPU too in our measurements; results agree within 1e-6 relative)")
     parser.add_argument("--check", action="store_true",
                         help="first open every image (cheaply) and list all unreadable ones at once, before embedding")
     parser.add_argument("--overwrite", action="store_true",
