@@ -77,6 +77,14 @@ def main(argv=None):
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         return embed_csv(args, ranks)
+    except RuntimeError as err:
+        if "DataLoader worker" not in str(err):
+            raise
+        # A scheduler's SIGTERM reaches the DataLoader workers too; the finished rows are already safe.
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise UserError(f"{str(err).strip().splitlines()[0]} (out of memory? try fewer --num_workers); "
+                        "rerun the same command to resume") from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         ranks.close()
@@ -286,6 +294,18 @@ def embed_rows(model, dim, paths, start_row, args, ranks, channels_last):
             bar.update(hi - lo)
     finally:
         bar.close()
+        _close_loader(batches)
+
+
+def _close_loader(batches):
+    """Stop the DataLoader workers now, not at garbage collection, where a worker that a SIGTERM to the
+    whole process group has already killed would print a traceback."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        try:
+            shutdown()
+        except RuntimeError:  # "DataLoader worker ... is killed by signal": the run is stopping anyway
+            pass
 
 
 def _block(step_start, rank, batch_size, num_rows):

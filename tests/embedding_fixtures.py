@@ -89,7 +89,7 @@ def relative_error(actual, expected):
 
 
 def run_script(args, env=None, timeout=300):
-    """Run a repository script in a fresh Python process; returns CompletedProcess (text)."""
+    """Run a repository script in a fresh Python process (its own process group); returns CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, start_new_session=True)

@@ -153,17 +153,24 @@ original = xray_to_hdf5.EmbeddingWriter.write
 def write(self, lo, embeddings):
     original(self, lo, embeddings)
     if self.rows_done >= 4:
-        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
+        if sys.argv[1] == "SIGKILL":
+            os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
+        os.killpg(0, signal.SIGTERM)  # a scheduler stopping the job: DataLoader workers included
 xray_to_hdf5.EmbeddingWriter.write = write
-run_cli(xray_to_hdf5.main, sys.argv[1:])
+run_cli(xray_to_hdf5.main, sys.argv[2:])
 """
 
 
-def test_killed_run_resumes_byte_for_byte(r18, tmp_path, capsys):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_killed_run_resumes_byte_for_byte(r18, tmp_path, capsys, how):
     argv = ["-d", r18["csv"], "-o", str(tmp_path / "x.hdf5"), "-c", r18["checkpoint"], "--batch_size", "2",
-            "--num_workers", "1"]
-    killed = run_script(["-c", KILL_SCRIPT, *argv])
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+            "--num_workers", "2"]
+    killed = run_script(["-c", KILL_SCRIPT, how, *argv])
+    if how == "SIGKILL":
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    else:  # stopped cleanly: one line, no traceback
+        assert killed.returncode == 130 and killed.stderr.endswith("interrupted\n"), killed.stderr
+        assert "Traceback" not in killed.stderr and "rows are kept in" in killed.stderr
     assert os.listdir(tmp_path) == ["x.hdf5.partial"]
     code, err = embed(argv, capsys)
     assert code == 0, err
