@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from engine import SELECTION_MODES, select, selection_auroc
 from models.baselines import BASELINE_METHODS, select_baseline
@@ -39,6 +39,7 @@ from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 
 METHODS = ("medselect",) + BASELINE_METHODS
 GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
+TASK_STREAMS = {"seen": TEST_STREAM, "unseen": HELD_OUT_TEST_STREAM}  # independent tasks for the two groups
 ALL_GROUPS = "all"  # the seen and unseen tasks together
 OVERALL = "overall"  # the condition label of a row that covers every task of its group
 ANALYSED_METHODS = ("medselect", "kmedoids")
@@ -109,7 +110,8 @@ def main(argv=None):
     if "medselect" in methods:
         selector = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint).to(device).eval()
     num_tasks = args.num_tasks or config["NUM_META_TEST_TASKS"]
-    task_sets = {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, args.seed, TEST_STREAM), num_tasks)
+    task_sets = {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, args.seed, TASK_STREAMS[group]),
+                                     num_tasks)
                  for group, group_conditions in groups.items()}
     demographics = read_demographics(args.test_pos_csv, args.test_norm_csv) if args.analysis else None
     table.to(device)

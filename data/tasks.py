@@ -16,8 +16,9 @@ import torch
 
 from utils.errors import UserError
 
-# Independent random streams, so that meta-train, meta-val and meta-test tasks never coincide.
-TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM = 0, 1, 2
+# Independent random streams, so that meta-train, meta-val and meta-test tasks (seen and held-out
+# conditions) never share their random numbers.
+TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM, HELD_OUT_TEST_STREAM = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import evaluate
-from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from models.baselines import select_baseline
 from tests.evaluate_helpers import DIM, SETTINGS, write_checkpoint, write_test_split
@@ -134,7 +134,8 @@ def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
     # ... and they are the deterministic meta-test tasks of the seed.
     config = apply_overrides(default_config(), SETTINGS)
     table = load_xray_table(data["args"][1], data["args"][3], config["HOLD_OUT"], False)
-    expected = FixedTaskSet(TaskSampler(table, config["HOLD_OUT"], TaskShape.from_config(config), 0, TEST_STREAM), 10)
+    expected = FixedTaskSet(TaskSampler(table, config["HOLD_OUT"], TaskShape.from_config(config), 0,
+                                        HELD_OUT_TEST_STREAM), 10)
     assert torch.equal(pools["medselect"], table.embeddings[next(expected.batches(10)).pool_rows])
 
 
