@@ -17,7 +17,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from data.asl import LATERALITY_COLUMNS
 from data.csv_hdf5 import hdf5_path_for, read_csv
+from data.labels import LABEL_VALUES, POSITIVE, POSITIVE_VALUES, UNCERTAIN
 from data.tasks import TaskShape
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import apply_overrides, default_config
@@ -27,9 +29,7 @@ from utils.logs import setup_logging
 SPLITS = ("train", "val", "test")
 KINDS = ("pos", "norm")
 NO_FINDING = "No Finding"
-LATERALITY_COLUMNS = ("Frontal/Lateral", "Laterality")  # CheXpert's name first; the original README's second
 PATIENT_PATTERN = re.compile(r"(patient\d+)")  # CheXpert paths: .../train/patient00001/study1/view1_frontal.jpg
-LABEL_VALUES = (1.0, 0.0, -1.0)  # CheXpert: positive, negative, uncertain; blank = not mentioned
 
 log = logging.getLogger("medselect")
 
@@ -136,17 +136,17 @@ def read_chexpert(csv_paths, conditions, frontal_only):
 def classify_rows(frame, conditions):
     """(positive mask, normal mask, notes for the user); writes uncertain (-1) as 1.0 in ``frame``, in place."""
     labels = frame[conditions]
-    positive = labels.isin([1.0, -1.0]).any(axis=1).to_numpy()
+    positive = labels.isin(POSITIVE_VALUES).any(axis=1).to_numpy()
     normal = (frame[NO_FINDING] == 1.0).to_numpy() & ~positive
     notes = []
     both = int(((frame[NO_FINDING] == 1.0).to_numpy() & positive).sum())
     if both:
         notes.append(f"{both} X-ray(s) are marked 'No Finding' and positive for a condition; they count as "
                      "positive only")
-    uncertain = int((labels == -1.0).to_numpy().sum())
+    uncertain = int((labels == UNCERTAIN).to_numpy().sum())
     if uncertain:
         notes.append(f"{uncertain} uncertain (-1) condition label(s) count as positive and are written as 1.0")
-    frame[conditions] = labels.replace(-1.0, 1.0)
+    frame[conditions] = labels.replace(UNCERTAIN, POSITIVE)
     return positive, normal, notes
 
 

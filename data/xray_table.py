@@ -11,10 +11,7 @@ import torch
 
 from data.asl import ASL_SIZE, asl_features
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
-
-# CheXpert marks uncertain findings -1; MedSelect counts uncertain as positive (SPEC §3).
-POSITIVE_VALUES = (1.0, -1.0)
-UNCERTAIN_VALUE = -1.0
+from data.labels import POSITIVE_VALUES, UNCERTAIN
 
 
 @dataclass
@@ -106,7 +103,7 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):
     for condition in conditions:
         values = positive_frame[condition].to_numpy()
         positive_rows[condition] = np.flatnonzero(np.isin(values, POSITIVE_VALUES)).astype(np.int64)
-        uncertain_counts[condition] = int((values == UNCERTAIN_VALUE).sum())
+        uncertain_counts[condition] = int((values == UNCERTAIN).sum())
     return XrayTable(embeddings=torch.from_numpy(embeddings), asl=asl, positive_rows=positive_rows,
                      uncertain_counts=uncertain_counts,
                      num_positive_csv_rows=num_positive, num_normal_rows=num_normal,

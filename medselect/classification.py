@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from data.labels import NEGATIVE, POSITIVE_VALUES
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.predictor import MeanPredictor
 from utils.errors import UserError
@@ -25,7 +26,7 @@ BOOTSTRAP_RESAMPLES = 1000
 CONFIDENCE = 0.95
 BOOTSTRAP_VALUES_PER_STEP = 1 << 22  # resampled scores ranked at once, to bound memory
 # Ground truth follows CheXpert: 1 positive, -1 uncertain counts as positive (SPEC §3), 0 or blank negative.
-GROUND_TRUTH_POSITIVE, GROUND_TRUTH_NEGATIVE = (1.0, -1.0), (0.0,)
+GROUND_TRUTH_POSITIVE, GROUND_TRUTH_NEGATIVE = POSITIVE_VALUES, (NEGATIVE,)
 
 
 def classify(labeled, label_column, unlabeled_csv):
