@@ -79,7 +79,7 @@ class XrayTable:
 
     def classifier_input(self, rows):
         """rows (..., n) -> (..., n, D): the classifier always sees the image embedding only."""
-        return self.embeddings[rows]
+        return self.embeddings.index_select(0, rows.reshape(-1)).view(*rows.shape, self.embedding_size)
 
 
 def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):

@@ -31,7 +31,9 @@ class MeanPredictor(nn.Module):
     def forward(self, selected, selected_labels, query):
         """selected (B, K, D), selected_labels (B, K) in {0, 1}, query (B, Q, D) -> scores (B, Q)."""
         if self.mode == "cosine":
-            similarity = F.normalize(query, dim=-1) @ F.normalize(selected, dim=-1).transpose(1, 2)  # (B, Q, K)
+            # Dividing the (B, Q, K) products by the query norms is cheaper than normalising the (B, Q, D) queries.
+            query_norm = query.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (B, Q, 1)
+            similarity = (query @ F.normalize(selected, dim=-1).transpose(1, 2)) / query_norm  # (B, Q, K)
         else:
             similarity = -torch.cdist(query, selected)  # (B, Q, K): closer is more similar
         positive = (selected_labels == 1).to(similarity.dtype)  # (B, K)
