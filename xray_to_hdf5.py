@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.csv_hdf5 import HDF5_DATASET, hdf5_path_for, read_csv
-from data.images import PREPROCESSING, XrayImages, check_images, image_paths, normalize
+from data.images import (DECODERS, XrayImages, check_images, collate_items, decode_batch, image_paths, normalize,
+                         read_or_load_xray)
 from models.moco_encoder import ARCHITECTURES, file_sha256, load_moco_encoder
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
@@ -33,7 +34,8 @@ PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it i
 PRECISIONS = ("fp32", "bf16")
 MAX_DEFAULT_WORKERS = 8  # a CheXpert-small JPEG decodes in about 1 ms: 8 workers feed several thousand images/s
 # Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
-RESUME_KEYS = ("csv_rows", "csv_path_sha256", "checkpoint_sha256", "arch", "precision", "preprocessing")
+RESUME_KEYS = ("csv_rows", "csv_path_sha256", "checkpoint_sha256", "arch", "precision", "decoder", "preprocessing")
+RESUME_DEFAULTS = {"decoder": "pil"}  # a .partial written before --decoder existed was made with PIL
 
 log = logging.getLogger("medselect")
 
@@ -62,6 +64,11 @@ def get_args_parser():
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32: full precision (TF32 off), as the original; bf16: autocast, faster on GPUs "
                              "(cosine similarity to fp32 >= 0.999)")
+    parser.add_argument("--decoder", choices=sorted(DECODERS), default="pil",
+                        help="pil: the reference preprocessing (SPEC §10); torchvision: decode JPEGs with "
+                             "torchvision.io.decode_jpeg (batched on the GPU when the device is cuda, in the workers "
+                             "otherwise) and resize the tensor with antialias; other files go through PIL "
+                             "(cosine similarity to pil >= 0.999)")
     parser.add_argument("--channels_last", choices=("on", "off"), default="on",
                         help="channels-last memory format for the convolutions (faster on GPUs, and usually on "
                              "the CPU too in our measurements; results agree within 1e-6 relative)")
@@ -123,11 +130,11 @@ def embed_csv(args, ranks):
     model = encoder.model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    log.info("embedding %d X-rays of %s with %s (%s head%s, D=%d) on %s%s, %s, batch %d, %d worker(s) -> %s%s",
-             len(paths), args.data, encoder.arch, encoder.head,
+    log.info("embedding %d X-rays of %s with %s (%s head%s, D=%d) on %s%s, %s, %s decoder, batch %d, %d worker(s) "
+             "-> %s%s", len(paths), args.data, encoder.arch, encoder.head,
              f", queue {encoder.queue_length}" if encoder.queue_length else "", encoder.dim, device,
-             f" x {ranks.world_size} processes" if ranks.world_size > 1 else "", args.precision, args.batch_size,
-             args.num_workers, output, f" (resuming at row {start_row})" if start_row else "")
+             f" x {ranks.world_size} processes" if ranks.world_size > 1 else "", args.precision, args.decoder,
+             args.batch_size, args.num_workers, output, f" (resuming at row {start_row})" if start_row else "")
     if os.path.abspath(output) != os.path.abspath(hdf5_path_for(args.data)):
         log.info("note: run_selector.py reads the embeddings of %s from %s", args.data, hdf5_path_for(args.data))
 
@@ -186,7 +193,8 @@ def provenance(frame, args, encoder, rank):
         "head_removed": encoder.head,
         "embedding_dim": encoder.dim,
         "precision": args.precision,
-        "preprocessing": PREPROCESSING,
+        "decoder": args.decoder,
+        "preprocessing": DECODERS[args.decoder][1],
         "image_root": os.path.abspath(args.root) if args.root else os.getcwd(),
         "created_by": "xray_to_hdf5.py",
     }
@@ -199,7 +207,7 @@ def resume_position(output, attrs, overwrite):
         return 0
     try:
         with h5py.File(partial, "r") as f:
-            stored = {key: _plain(f.attrs.get(key)) for key in RESUME_KEYS}
+            stored = {key: _plain(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
             rows_done = int(f.attrs.get("rows_done", 0))
             valid = HDF5_DATASET in f and f[HDF5_DATASET].shape == (attrs["csv_rows"], attrs["embedding_dim"])
     except OSError as err:
@@ -273,7 +281,11 @@ def embed_rows(model, dim, paths, start_row, args, ranks, channels_last):
     batch_size, world = args.batch_size, ranks.world_size
     step_starts = range(start_row, len(paths), batch_size * world)
     my_blocks = [_block(lo, ranks.rank, batch_size, len(paths)) for lo in step_starts]
-    loader = DataLoader(XrayImages(paths), batch_sampler=[list(b) for b in my_blocks if len(b)],
+    # --decoder torchvision on a GPU: workers only read the JPEG bytes; a whole batch is decoded on the GPU.
+    decode_on_device = args.decoder == "torchvision" and ranks.device.type == "cuda"
+    dataset = XrayImages(paths, read_or_load_xray if decode_on_device else DECODERS[args.decoder][0])
+    loader = DataLoader(dataset, batch_sampler=[list(b) for b in my_blocks if len(b)],
+                        collate_fn=collate_items if decode_on_device else None,
                         num_workers=args.num_workers, pin_memory=ranks.device.type == "cuda")
     batches = iter(loader)
     bar = tqdm(total=len(paths), initial=start_row, desc="embedding", unit="img", smoothing=0.05,
@@ -283,6 +295,9 @@ def embed_rows(model, dim, paths, start_row, args, ranks, channels_last):
             embeddings, failure = None, None
             if len(block):
                 rows, images, errors = next(batches)
+                if decode_on_device:
+                    images, decode_errors = decode_batch(images, [paths[int(r)] for r in rows], ranks.device)
+                    errors = [e or d for e, d in zip(errors, decode_errors)]
                 failure = next(((int(r), e) for r, e in zip(rows, errors) if e), None)
                 if failure is None:
                     embeddings = embed_batch(model, images, ranks.device, args.precision, channels_last)

@@ -1,0 +1,338 @@
+"""Benchmark embedding X-rays (xray_to_hdf5.py): where the time goes per image, and end-to-end images/s.
+
+    python3 bench/embed.py                                      # CheXpert-small-like grey JPEGs (320 x 390), CPU
+    python3 bench/embed.py --full_size                          # full-resolution-like JPEGs (2320 x 2828)
+    python3 bench/embed.py --device cuda --decoder torchvision  # on a GPU, JPEGs decoded on the GPU
+    python3 bench/embed.py --csv CSV --images DIR               # your own images (CSV column 'Path', from DIR)
+
+Synthetic images come from scripts/make_demo_images.py (NOT real X-rays); --unique
+distinct files are written and listed again and again up to --num_images rows.
+Each stage is timed alone, one image or one batch at a time in this process, over
+up to --stage_images distinct images, after a warm-up pass: the median of
+--repeats passes, in ms per image. The stages of DataLoader workers run in one
+thread, as the workers do; normalising, the model and the write run in the main
+process with all its threads. The "share" columns are each stage's
+part of the sum of the stages a path runs, serially. The end-to-end rows run
+xray_to_hdf5.py itself in a fresh process with its default settings, for each
+--decoder and --workers, and report the images/s it logs (model loading
+excluded). Results also go to bench/results/embed.json.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from data.images import (decode, decode_jpegs, normalize, read_jpeg, resize_and_crop,  # noqa: E402
+                         resize_and_crop_tensor, to_uint8_tensor)
+from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
+from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
+from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter, set_fp32_arithmetic  # noqa: E402
+
+SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
+FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image
+THROUGHPUT = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")  # xray_to_hdf5.py's last log line
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", default=None, help="CSV of your own images (column 'Path'); default: generate")
+    parser.add_argument("--images", default=None,
+                        help="folder that the CSV's relative paths start from; without --csv: embed every .jpg/.jpeg "
+                             "/.png in it (default: generate synthetic JPEGs)")
+    parser.add_argument("--full_size", action="store_true",
+                        help=f"generate full-resolution-like {FULL_SIZE[0]}x{FULL_SIZE[1]} JPEGs instead of "
+                             f"{SMALL_SIZE[0]}x{SMALL_SIZE[1]}")
+    parser.add_argument("--num_images", type=int, default=None,
+                        help="rows to embed (default: 256 on the CPU, 8192 on a GPU; a quarter of that --full_size)")
+    parser.add_argument("--unique", type=int, default=None,
+                        help="distinct synthetic files, listed again up to --num_images (default 256, 16 --full_size)")
+    parser.add_argument("--stage_images", type=int, default=None,
+                        help="distinct images the stages are timed on (default: up to 256, 16 --full_size)")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18",
+                        help="encoder of the random-weight MoCo checkpoint (default resnet18)")
+    parser.add_argument("--checkpoint", default=None, help="a MoCo checkpoint to use instead (default: random weights)")
+    parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--decoder", nargs="+", choices=("pil", "torchvision"), default=["pil", "torchvision"],
+                        help="xray_to_hdf5.py --decoder values for the end-to-end runs (default: both)")
+    parser.add_argument("--workers", type=int, nargs="+", default=None,
+                        help=f"xray_to_hdf5.py --num_workers values (default: 0, 1, 2 and min({MAX_DEFAULT_WORKERS}, "
+                             "CPUs))")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per stage (default 5)")
+    parser.add_argument("--end_to_end_repeats", type=int, default=1,
+                        help="runs of xray_to_hdf5.py per setting, the settings taking turns; median (default 1)")
+    parser.add_argument("--skip_end_to_end", action="store_true", help="time the stages only")
+    parser.add_argument("--work", default=None, help="folder for the generated files (default: a temporary one)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "embed.json"),
+                        help="JSON file for the results (default bench/results/embed.json)")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", 0)
+    if args.num_images is None:
+        args.num_images = (8192 if device.type == "cuda" else 256) // (4 if args.full_size else 1)
+    if args.workers is None:
+        args.workers = sorted({0, 1, 2, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)})
+    work = args.work or tempfile.mkdtemp(prefix="bench_embed_")
+    os.makedirs(work, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        csv, root, checkpoint = prepare_inputs(args, work)
+        paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in pd.read_csv(csv)["Path"].astype(str)]
+        print(machine_line(device))
+        print(f"images: {len(paths)} rows of {csv} ({len(set(paths))} distinct files"
+              f"{', e.g. ' + image_shape(paths[0]) if paths else ''}); batch {args.batch_size}; stages timed on "
+              f"{min(len(set(paths)), args.stage_images or (16 if args.full_size else 256))} distinct images; "
+              f"medians of {args.repeats} passes after a warm-up; load average before: {fmt_load(load_before)}\n")
+        stages = time_stages(paths, checkpoint, args, device, work)
+        print_stage_table(stages)
+        end_to_end = [] if args.skip_end_to_end else time_end_to_end(csv, root, checkpoint, args, device, work)
+        load_after = os.getloadavg()
+        print(f"\nload average before: {fmt_load(load_before)}; after: {fmt_load(load_after)} "
+              f"(1, 5, 15 minutes; {os.cpu_count()} CPUs)")
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"args": vars(args), "machine": machine_line(device), "images": len(paths),
+                   "distinct_files": len(set(paths)), "load_average_before": load_before,
+                   "load_average_after": load_after, "stages_ms_per_image": stages["ms"],
+                   "paths": stages["paths"], "end_to_end": end_to_end}, f, indent=2)
+    print(f"results saved to {args.out}")
+
+
+def prepare_inputs(args, work):
+    """(CSV, root of its relative paths, checkpoint): the user's, or generated in ``work``."""
+    if args.csv:
+        csv, root = args.csv, args.images or os.getcwd()
+    elif args.images:
+        names = sorted(n for n in os.listdir(args.images) if n.lower().endswith((".jpg", ".jpeg", ".png")))
+        if not names:
+            raise SystemExit(f"error: --images {args.images}: no .jpg, .jpeg or .png files")
+        csv, root = os.path.join(work, "images.csv"), args.images
+        pd.DataFrame({"Path": names}).to_csv(csv, index=False)
+    else:
+        csv, root = write_synthetic_images(args, work), work
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = os.path.join(work, f"moco_random_{args.arch}.pth.tar")
+        torch.save(moco_checkpoint(args.arch, "mlp", queue_length=1024, share_momentum_encoder=True), checkpoint)
+    return csv, root, checkpoint
+
+
+def write_synthetic_images(args, work):
+    """--unique CheXpert-like grey JPEGs (NOT real X-rays) and a CSV listing them up to --num_images rows."""
+    width, height = FULL_SIZE if args.full_size else SMALL_SIZE
+    unique = min(args.num_images, args.unique or (16 if args.full_size else 256))
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(unique):
+        names.append(f"images/xray{i:05d}.jpg")
+        findings = sorted(rng.choice(8, size=int(rng.integers(0, 4)), replace=False).tolist())
+        write_xray_image(os.path.join(work, names[-1]), width, height, findings, rng)
+    csv = os.path.join(work, "xrays.csv")
+    pd.DataFrame({"Path": [names[i % unique] for i in range(args.num_images)]}).to_csv(csv, index=False)
+    return csv
+
+
+def time_stages(all_paths, checkpoint, args, device, work):
+    """{'ms': {stage: median ms per image}, 'paths': {path name: [stages]}}, each stage timed alone.
+
+    The image stages run over up to --stage_images distinct files; the model and the write over whole batches.
+    """
+    paths = list(dict.fromkeys(all_paths))[:args.stage_images or (16 if args.full_size else 256)]
+    batch_size = args.batch_size
+    batches = [range(lo, min(lo + batch_size, len(paths))) for lo in range(0, len(paths), batch_size)]
+    jpegs = [p for p in paths if read_jpeg(p) is not None]
+    ms, cpu = {}, torch.device("cpu")
+
+    def per_image(fn, count, on=cpu):
+        return median_ms(fn, args.repeats, on) / count
+
+    # What DataLoader workers do, in one thread as they run (torch.set_num_threads(1) in each worker).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    # The reference path (PIL): one image at a time, then the batch collated (torch.stack).
+    ms["decode (PIL)"] = per_image(lambda: [decode(p) for p in paths], len(paths))
+    decoded = [decode(p) for p in paths]
+    ms["resize + crop (PIL)"] = per_image(lambda: [resize_and_crop(im) for im in decoded], len(paths))
+    cropped = [resize_and_crop(im) for im in decoded]
+    del decoded
+    ms["to uint8 tensor + collate (PIL)"] = per_image(
+        lambda: [torch.stack([to_uint8_tensor(cropped[i]) for i in rows]) for rows in batches], len(paths))
+    uint8 = torch.stack([to_uint8_tensor(cropped[i % len(cropped)]) for i in range(batch_size)])  # (B, 3, 320, 320)
+    del cropped
+    # The torchvision path on the CPU.
+    if jpegs:
+        ms["decode (torchvision, CPU)"] = per_image(lambda: [decode_jpegs(read_jpeg(p)) for p in jpegs], len(jpegs))
+        tensors = [decode_jpegs(read_jpeg(p)) for p in jpegs]
+        ms["resize + crop (torchvision, CPU)"] = per_image(
+            lambda: [resize_and_crop_tensor(t) for t in tensors], len(jpegs))
+        cropped = [resize_and_crop_tensor(t) for t in tensors]
+        del tensors
+        ms["collate (torchvision, CPU)"] = per_image(
+            lambda: [torch.stack(cropped[lo:lo + batch_size]) for lo in range(0, len(cropped), batch_size)],
+            len(cropped))
+        del cropped
+    torch.set_num_threads(threads)
+    pin = device.type == "cuda"  # the DataLoader's pinned memory
+    # On a GPU: the JPEG bytes of a batch decoded in one call on the GPU, then resized there (decode_batch).
+    if jpegs and device.type == "cuda":
+        encoded = [read_jpeg(p) for p in jpegs]
+        jpeg_batches = [encoded[lo:lo + batch_size] for lo in range(0, len(encoded), batch_size)]
+        ms["decode (torchvision, GPU, batched; bytes in memory)"] = per_image(
+            lambda: [decode_jpegs(b, device) for b in jpeg_batches], len(jpegs), device)
+        on_gpu = decode_jpegs(jpeg_batches[0], device)
+        ms["resize + crop (torchvision, GPU)"] = per_image(
+            lambda: torch.stack([resize_and_crop_tensor(t) for t in on_gpu]), len(on_gpu), device)
+        del on_gpu, encoded, jpeg_batches
+
+    source = uint8.pin_memory() if pin else uint8
+    # In the main process, with all its threads: to the device, scale, normalise (data.images.normalize).
+    ms["normalize (uint8 batch)"] = per_image(lambda: normalize(source, device, channels_last=True), len(uint8),
+                                              device)
+
+    encoder = load_moco_encoder(checkpoint, args.arch if args.checkpoint is None else None)
+    set_fp32_arithmetic(device, "fp32")
+    model = encoder.model.to(device).to(memory_format=torch.channels_last)
+    x = normalize(uint8, device, channels_last=True)  # (B, 3, 320, 320) float32
+
+    def forward():
+        with torch.inference_mode():
+            model(x)  # (B, D)
+    ms[f"model forward ({encoder.arch}, fp32)"] = per_image(forward, len(x), device)
+
+    embeddings = np.random.default_rng(0).normal(size=(len(all_paths), encoder.dim)).astype(np.float32)
+    ms["HDF5 write"] = per_image(lambda: write_hdf5(os.path.join(work, "write_bench.hdf5"), embeddings,
+                                                    batch_size), len(all_paths))
+
+    model_stage, common = f"model forward ({encoder.arch}, fp32)", ["normalize (uint8 batch)"]
+    stage_paths = {"pil": ["decode (PIL)", "resize + crop (PIL)", "to uint8 tensor + collate (PIL)", *common,
+                           model_stage, "HDF5 write"]}
+    if jpegs:
+        stage_paths["torchvision, CPU"] = ["decode (torchvision, CPU)", "resize + crop (torchvision, CPU)",
+                                           "collate (torchvision, CPU)", *common, model_stage, "HDF5 write"]
+    if jpegs and device.type == "cuda":
+        stage_paths["torchvision, GPU"] = ["decode (torchvision, GPU, batched; bytes in memory)",
+                                           "resize + crop (torchvision, GPU)", *common, model_stage, "HDF5 write"]
+    return {"ms": ms, "paths": stage_paths}
+
+
+def write_hdf5(path, embeddings, batch_size):
+    """Write ``embeddings`` as xray_to_hdf5.py does: one flushed batch at a time into a fresh file."""
+    writer = EmbeddingWriter.open(path, len(embeddings), embeddings.shape[1], {}, 0)
+    for lo in range(0, len(embeddings), batch_size):
+        writer.write(lo, embeddings[lo:lo + batch_size])
+    writer.file.close()
+    os.remove(path)
+
+
+def median_ms(fn, repeats, device, warmup=1):
+    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls; CUDA work included."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def print_stage_table(stages):
+    ms, stage_paths = stages["ms"], stages["paths"]
+    totals = {name: sum(ms[s] for s in members) for name, members in stage_paths.items()}
+    names = list(stage_paths)
+    print("| stage | ms / image | " + " | ".join(f"share, {name} path" for name in names) + " |")
+    print("| --- | ---: |" + " ---: |" * len(names))
+    for stage, value in ms.items():
+        shares = [f"{100 * value / totals[n]:.1f} %" if stage in stage_paths[n] else "" for n in names]
+        print(f"| {stage} | {value:.3f} | " + " | ".join(shares) + " |")
+    print("| **sum of the stages (one image after another)** | | " + " | ".join(
+        f"**{totals[n]:.2f} ms = {1000 / totals[n]:.0f} images/s**" for n in names) + " |")
+
+
+def time_end_to_end(csv, root, checkpoint, args, device, work):
+    """xray_to_hdf5.py with its defaults, in a fresh process per run: the images/s it logs, per setting.
+
+    The settings take turns (decoders alternate), so that a change in the machine's load hits them alike.
+    """
+    out = os.path.join(work, "end_to_end.hdf5")
+    settings = [(decoder, workers) for workers in args.workers for decoder in args.decoder]
+    runs = {setting: [] for setting in settings}
+    for _ in range(args.end_to_end_repeats):
+        for decoder, workers in settings:
+            command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, "-c",
+                       checkpoint, "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
+                       "--num_workers", str(workers), "--decoder", decoder, "--overwrite"]
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            match = THROUGHPUT.search(done.stderr)
+            if done.returncode != 0 or match is None:
+                raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+            runs[decoder, workers].append({"images_per_s": float(match.group(2)), "embedding_s": float(match.group(1)),
+                                           "wall_s": wall, "load_average_after": os.getloadavg()})
+            os.remove(out)
+    print(f"\n| xray_to_hdf5.py, defaults | --num_workers | images/s (median of {args.end_to_end_repeats}) | "
+          "embedding (s) | wall, with start-up (s) | 1-min load after |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    rows = []
+    for (decoder, workers), results in sorted(runs.items()):
+        middle = sorted(results, key=lambda r: r["images_per_s"])[len(results) // 2]
+        print(f"| --decoder {decoder} | {workers} | {middle['images_per_s']:.1f} | {middle['embedding_s']:.1f} | "
+              f"{middle['wall_s']:.1f} | {middle['load_average_after'][0]:.2f} |")
+        rows.append({"decoder": decoder, "num_workers": workers, "median": middle, "runs": results})
+    return rows
+
+
+def machine_line(device):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (f"machine: {os.cpu_count()} CPUs ({cpu}){gpu}; torch {torch.__version__}, {torch.get_num_threads()} "
+            f"threads; device {device}")
+
+
+def image_shape(path):
+    from PIL import Image
+    with Image.open(path) as image:
+        return f"{image.width}x{image.height} {image.mode} {image.format}, {os.path.getsize(path) // 1024} KiB"
+
+
+def fmt_load(load):
+    return ", ".join(f"{x:.2f}" for x in load)
+
+
+if __name__ == "__main__":
+    main()

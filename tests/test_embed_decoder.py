@@ -1,0 +1,108 @@
+"""xray_to_hdf5.py --decoder torchvision: embeddings close to the reference PIL path; resume never mixes decoders."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import xray_to_hdf5
+from data.images import decode_batch, load_xray, load_xray_torchvision, read_or_load_xray
+from scripts.make_demo_images import write_xray_image
+from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
+from utils.errors import run_cli
+
+# (width, height) of CheXpert-like grey JPEGs: -small's usual shapes, an upscale, a larger downscale, a square.
+GREY_SIZES = [(320, 390), (390, 320), (200, 260), (700, 850), (333, 333)]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Grey CheXpert-like JPEGs of several sizes, plus random RGB and grey JPEGs and PNGs (PIL fallback)."""
+    folder = tmp_path_factory.mktemp("decoder")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (width, height) in enumerate(GREY_SIZES):
+        paths.append(str(folder / f"xray{i}.jpg"))
+        write_xray_image(paths[-1], width, height, [i, i + 3], rng)
+    paths += write_images(folder / "varied", 4, seed=4)  # jpg L, png RGB, png L, jpg RGB
+    checkpoint = write_checkpoint(folder / "r8w.pth.tar", "resnet18", "mlp", queue_length=1024, seed=1)
+    return {"folder": folder, "paths": paths, "csv": str(write_csv(folder / "x.csv", paths)),
+            "checkpoint": str(checkpoint)}
+
+
+def embed(argv, capsys):
+    try:
+        code = run_cli(xray_to_hdf5.main, [str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def test_torchvision_decoder_keeps_cosine_similarity(images, tmp_path, capsys):
+    common = ["-d", images["csv"], "-c", images["checkpoint"], "--batch_size", 4]
+    code, err = embed(common + ["-o", tmp_path / "pil.hdf5", "--num_workers", 0], capsys)
+    assert code == 0, err
+    code, err = embed(common + ["-o", tmp_path / "tv.hdf5", "--num_workers", 1, "--decoder", "torchvision"], capsys)
+    assert code == 0, err
+    reference, pil_attrs = read_hdf5(tmp_path / "pil.hdf5")
+    fast, attrs = read_hdf5(tmp_path / "tv.hdf5")
+    fast, reference = fast.astype(np.float64), reference.astype(np.float64)
+    cosine = (fast * reference).sum(1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(reference, axis=1)
+    print(f"torchvision vs PIL decoder cosine similarity: min {cosine.min():.9f}")
+    assert cosine.min() >= 0.999, cosine
+    assert pil_attrs["decoder"] == "pil" and attrs["decoder"] == "torchvision"
+    assert "decode_jpeg" in attrs["preprocessing"] and "decode_jpeg" not in pil_attrs["preprocessing"]
+
+
+def test_batched_decode_equals_worker_decode_and_reports_bad_files(images, tmp_path):
+    """decode_batch is what runs on the GPU; on the CPU it must give what the workers' path gives."""
+    bogus = tmp_path / "bogus.jpg"  # JPEG markers around junk: the batched decoder fails, PIL names the problem
+    bogus.write_bytes(b"\xff\xd8\xff" + b"not an image" + b"\xff\xd9")
+    paths = images["paths"][:3] + [str(bogus)] + images["paths"][-3:]
+    items = [read_or_load_xray(p) for p in paths[:3]] + [torch.frombuffer(bytearray(bogus.read_bytes()),
+                                                                          dtype=torch.uint8)]
+    items += [read_or_load_xray(p) for p in paths[4:]]
+    assert [item.ndim for item in items] == [1, 1, 1, 1, 3, 3, 1]  # the PNGs were preprocessed by PIL
+    batch, errors = decode_batch(items, paths, torch.device("cpu"))
+    assert errors[3] and not any(errors[:3] + errors[4:]), errors
+    with pytest.raises(OSError):
+        load_xray(str(bogus))
+    expected = torch.stack([load_xray_torchvision(p) for p in paths[:3] + paths[4:]])
+    assert torch.equal(torch.cat([batch[:3], batch[4:]]), expected)
+    assert not batch[3].any()
+
+
+def test_truncated_jpeg_is_reported_as_with_pil(images, tmp_path, capsys):
+    good = open(images["paths"][0], "rb").read()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[: len(good) // 2])
+    csv = write_csv(tmp_path / "x.csv", images["paths"][:2] + [str(truncated)])
+    code, err = embed(["-d", csv, "-o", tmp_path / "x.hdf5", "-c", images["checkpoint"], "--num_workers", 0,
+                       "--decoder", "torchvision"], capsys)
+    assert code == 2 and "row 2 of" in err and "truncated" in err, err
+
+
+def test_resume_refuses_to_mix_decoders(images, tmp_path, capsys, monkeypatch):
+    argv = ["-d", images["csv"], "-o", tmp_path / "x.hdf5", "-c", images["checkpoint"], "--batch_size", 3,
+            "--num_workers", 0]
+    original = xray_to_hdf5.EmbeddingWriter.write
+
+    def write_then_stop(self, lo, embeddings):
+        original(self, lo, embeddings)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(xray_to_hdf5.EmbeddingWriter, "write", write_then_stop)
+    assert embed(argv, capsys)[0] == 130
+    monkeypatch.undo()
+    partial = tmp_path / "x.hdf5.partial"
+    before = partial.read_bytes()
+    code, err = embed(argv + ["--decoder", "torchvision"], capsys)
+    assert code == 2 and "different decoder" in err and err.count("\n") == 1, err
+    assert partial.read_bytes() == before
+
+    # A .partial written before --decoder existed has no 'decoder' attribute: it was PIL, and resumes as such.
+    with h5py.File(partial, "a") as f:
+        del f.attrs["decoder"]
+    code, err = embed(argv, capsys)
+    assert code == 0 and "resuming an unfinished run at row 3" in err, err
+    assert os.listdir(tmp_path) == ["x.hdf5"]
