@@ -120,7 +120,14 @@ def main(argv=None):
                           val_table, val_tasks, log)
     if resumed is not None:
         run.restore(resumed["progress"])
-    best = run.train()
+    try:
+        best = run.train()
+    except KeyboardInterrupt:
+        last = os.path.join(args.out, LAST_CHECKPOINT)
+        if os.path.exists(last):
+            log.info("interrupted; continue from the last validation with the same command plus --resume %s "
+                     "(without --set)", last)
+        raise
     log.info("done: best meta-val AUROC %.4f in %s; metrics in %s", best["best_val_auroc"],
              os.path.join(args.out, best["best_checkpoint"]), os.path.join(args.out, "metrics.csv"))
     return 0
