@@ -23,7 +23,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 from data.images import (decode, decode_jpegs, normalize, read_jpeg, resize_and_crop,  # noqa: E402
                          resize_and_crop_tensor, to_uint8_tensor)
+from bench.timing import median_ms  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
 from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter, set_fp32_arithmetic  # noqa: E402
@@ -244,25 +244,6 @@ def write_hdf5(path, embeddings, batch_size):
         writer.write(lo, embeddings[lo:lo + batch_size])
     writer.file.close()
     os.remove(path)
-
-
-def median_ms(fn, repeats, device, warmup=1):
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls; CUDA work included."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def print_stage_table(stages):

@@ -14,7 +14,6 @@ when ``save_metrics`` was on, its default; that extra work is left out here,
 which makes the reference faster than the original and our ratios conservative.)
 """
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 

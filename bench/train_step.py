@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, ROOT)
 from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_collate,  # noqa: E402
                              reference_gather, reference_random_baseline, reference_sample_once,
                              reference_scores)
+from bench.timing import median_ms  # noqa: E402
 from data.tasks import FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import XrayTable  # noqa: E402
 from engine import selection_auroc  # noqa: E402
@@ -57,25 +57,6 @@ def get_args_parser():
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "train_step.json"),
                         help="JSON file for the results (default bench/results/train_step.json)")
     return parser
-
-
-def median_ms(fn, repeats, device, warmup=1):
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def synchronize(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_frames(num_positive, num_normal, rng):
