@@ -269,3 +269,20 @@ def test_command_line_error_has_no_traceback(tiny_data, tmp_path):
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: missing.csv: CSV file not found"
+
+
+def test_resume_needs_last_pt_and_cuda_needs_a_gpu(tiny_data, tmp_path, capsys):
+    train(tiny_data, tmp_path / "run", *settings())
+    with pytest.raises(SystemExit):
+        run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "run"), "--resume",
+                                    str(tmp_path / "run" / "model_epoch2_iter16")])
+    assert "holds weights but no training position; resume from the run's last.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "run"), "--resume",
+                                    str(tmp_path / "run" / "last.pt"), "--set", "K=3"])
+    assert "--set cannot be combined with --resume" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "gpu"), "--device", "cuda"])
+        assert "CUDA is not available on this machine" in capsys.readouterr().err
+        assert not (tmp_path / "gpu").exists()
