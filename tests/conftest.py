@@ -35,3 +35,14 @@ def tiny_data(tmp_path):
     val_pos, val_norm = write_tiny_split(tmp_path / "data", "val", seed=2)
     return ["--train_pos_csv", train_pos, "--train_norm_csv", train_norm,
             "--val_pos_csv", val_pos, "--val_norm_csv", val_norm]
+
+
+def run_main(main, argv, capsys):
+    """A command line's ``main`` run in-process as its ``__main__`` runs it: (exit code, stdout, stderr)."""
+    from utils.errors import run_cli
+    try:
+        code = run_cli(main, [str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -13,7 +13,7 @@ import classify_xrays
 import medselect.classification
 from models.predictor import MeanPredictor
 from tests.medselect_helpers import write_pool
-from utils.errors import run_cli
+from tests.conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELLED = [3, 11, 20, 31, 47, 52, 60]  # pool rows a "radiologist" labelled in these tests
@@ -21,12 +21,7 @@ LABELLED = [3, 11, 20, 31, 47, 52, 60]  # pool rows a "radiologist" labelled in 
 
 def run(argv, capsys):
     """classify_xrays.py in-process: (exit code, stdout, stderr)."""
-    try:
-        code = run_cli(classify_xrays.main, [str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(classify_xrays.main, argv, capsys)
 
 
 def assert_one_line_error(code, err, *fragments):

@@ -10,7 +10,7 @@ import xray_to_hdf5
 from data.images import decode_batch, load_xray, load_xray_torchvision, read_or_load_xray
 from scripts.make_demo_images import write_xray_image
 from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
-from utils.errors import run_cli
+from tests.conftest import run_main
 
 # (width, height) of CheXpert-like grey JPEGs: -small's usual shapes, an upscale, a larger downscale, a square.
 GREY_SIZES = [(320, 390), (390, 320), (200, 260), (700, 850), (333, 333)]
@@ -32,11 +32,8 @@ def images(tmp_path_factory):
 
 
 def embed(argv, capsys):
-    try:
-        code = run_cli(xray_to_hdf5.main, [str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(xray_to_hdf5.main, argv, capsys)
+    return code, err
 
 
 def test_torchvision_decoder_keeps_cosine_similarity(images, tmp_path, capsys):

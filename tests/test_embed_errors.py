@@ -10,7 +10,7 @@ import xray_to_hdf5
 from scripts.make_demo_images import moco_checkpoint
 from tests.embedding_fixtures import (read_hdf5, reference_embeddings, relative_error, run_script, write_checkpoint,
                                       write_csv, write_images)
-from utils.errors import run_cli
+from tests.conftest import run_main
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,8 @@ def setup(tmp_path_factory):
 
 
 def run(argv, capsys):
-    try:
-        code = run_cli(xray_to_hdf5.main, [str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(xray_to_hdf5.main, argv, capsys)
+    return code, err
 
 
 def listing(folder):

@@ -7,7 +7,7 @@ import pytest
 
 import prepare_data
 from constants import ALL_COND
-from utils.errors import run_cli
+from tests.conftest import run_main
 
 NAN = np.nan
 COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", *ALL_COND, "Support Devices"]
@@ -40,12 +40,7 @@ def write_chexpert(path, rows):
 
 
 def run(argv, capsys):
-    try:
-        code = run_cli(prepare_data.main, [str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(prepare_data.main, argv, capsys)
 
 
 def read_splits(out):

@@ -13,18 +13,15 @@ import select_xrays
 from models.baselines import select_baseline
 from tests.medselect_helpers import (DIM, TRAINED_K, memoryless_selector, numpy_logits, softmax, write_checkpoint,
                                      write_pool)
-from utils.errors import run_cli
+from tests.conftest import run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(argv, capsys):
     """select_xrays.py in-process: (exit code, stderr)."""
-    try:
-        code = run_cli(select_xrays.main, [str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, capsys.readouterr().err
+    code, _, err = run_main(select_xrays.main, argv, capsys)
+    return code, err
 
 
 def assert_one_line_error(code, err, *fragments):
