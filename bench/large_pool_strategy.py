@@ -52,7 +52,7 @@ TRAINING = ["UNLABELED_POOL_SIZE=100", "QUERY_SET_SIZE=50", "K=10", "NUM_META_TR
             "NUM_META_TEST_TASKS=200", "NUM_EPOCHS=3", "BATCH_SIZE=16", "LEARNING_RATE=1e-3"]
 STRATEGIES = ("chunks", "whole")
 SELECTIONS = ("topk", "sample")
-REFERENCES = ("random", "kmedoids")
+REFERENCES = ("random", "kmedoids", "kmedoids-fasterpam")
 GROUPS = {"seen": constants.NON_HOLD_OUT, "unseen": constants.HOLD_OUT}
 
 

@@ -3,9 +3,14 @@
     select_baseline(method, pool_embeddings (B, P, D), k, seed) -> (B, k) pool positions
 
 * ``random``    K distinct X-rays uniformly at random (the original's baseline).
-* ``kmedoids``  the paper's strongest baseline (SPEC §9): k-medoids with K clusters on the pool's
-                Euclidean distances, the K medoids are the selection. FasterPAM of the ``kmedoids``
-                package (random initialisation from the task's seed, one thread), one task at a time.
+* ``kmedoids``  the paper's strongest baseline: k-medoids with K clusters on the pool's Euclidean
+                distances, the K medoids are the selection. The paper's algorithm, that of
+                scikit-learn-extra's ``KMedoids(n_clusters=K, init='k-medoids++')``: k-medoids++
+                seeding (:func:`kmedoids_plus_plus`), then alternating (Voronoi-iteration) updates,
+                ``kmedoids.alternating``; one task at a time, on the CPU.
+* ``kmedoids-fasterpam``  the same objective optimised by FasterPAM of the ``kmedoids`` package
+                (random initialisation from the task's seed, one thread): usually a lower total
+                distance than alternating, but not the paper's algorithm.
 * ``typiclust`` TypiClust (Hacohen et al., ICML 2022): K-means with K clusters on the L2-normalised
                 embeddings; from each cluster the most *typical* X-ray, typicality being the inverse
                 mean distance to its ``min(20, cluster size - 1)`` nearest neighbours in the cluster.
@@ -16,10 +21,10 @@
 * ``coreset``   k-center greedy (Sener & Savarese, ICLR 2018) on Euclidean distances: a random first
                 X-ray, then repeatedly the X-ray farthest from everything selected so far.
 
-All methods except ``kmedoids`` run as tensor operations on the embeddings' device. Every
+All methods except the two k-medoids run as tensor operations on the embeddings' device. Every
 random choice of task b comes from ``numpy.random.default_rng([seed, BASELINE_SELECTION,
-method, task_ids[b]])``, so a task's selection does not depend on the batch it is in or on
-the device. The selections are distinct pool positions.
+RANDOM_STREAMS[method], task_ids[b]])``, so a task's selection does not depend on the batch it
+is in or on the device. The selections are distinct pool positions.
 """
 import kmedoids
 import numpy as np
@@ -28,14 +33,18 @@ import torch.nn.functional as F
 
 from utils.seeding import BASELINE_SELECTION
 
-BASELINE_METHODS = ("random", "kmedoids", "typiclust", "probcover", "coreset")
+BASELINE_METHODS = ("random", "kmedoids", "kmedoids-fasterpam", "typiclust", "probcover", "coreset")
+# Each method's random-number stream. Fixed numbers, so that adding a method changes no other method's choices;
+# kmedoids-fasterpam keeps the stream FasterPAM used when it was this project's 'kmedoids'.
+RANDOM_STREAMS = {"random": 0, "kmedoids-fasterpam": 1, "typiclust": 2, "probcover": 3, "coreset": 4, "kmedoids": 5}
 
 TYPICLUST_NEIGHBOURS = 20  # k of the k-nearest-neighbour typicality (TypiClust paper)
 PROBCOVER_PURITY = 0.95  # alpha: required fraction of pure balls (ProbCover paper)
 PROBCOVER_DELTAS = tuple(np.round(np.arange(0.01, 2.0 + 1e-9, 0.01), 2))  # radii on the unit sphere
 PROBCOVER_CLASSES = 2  # pseudo-label clusters for the purity: positive vs. normal
 KMEANS_MAX_ITER = 100
-KMEDOIDS_MAX_ITER = 100
+KMEDOIDS_MAX_ITER = 300  # alternating updates at most: scikit-learn-extra's KMedoids default
+FASTERPAM_MAX_ITER = 100
 
 
 def select_baseline(method, pool_embeddings, k, seed, task_ids=None):
@@ -52,7 +61,7 @@ def select_baseline(method, pool_embeddings, k, seed, task_ids=None):
     task_ids = list(range(batch)) if task_ids is None else [int(t) for t in task_ids]
     if len(task_ids) != batch:
         raise ValueError(f"{len(task_ids)} task ids for {batch} tasks")
-    rngs = [np.random.default_rng([seed, BASELINE_SELECTION, BASELINE_METHODS.index(method), t]) for t in task_ids]
+    rngs = [np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS[method], t]) for t in task_ids]
     return _SELECTORS[method](pool_embeddings, k, rngs)
 
 
@@ -75,11 +84,50 @@ def random_baseline(x, k, rngs):
 
 
 def kmedoids_baseline(x, k, rngs):
+    """The paper's k-medoids: k-medoids++ seeding, then alternating updates, per task."""
     distances = pairwise_distances(x.double()).cpu().numpy()  # (B, P, P)
-    medoids = [kmedoids.fasterpam(d, k, max_iter=KMEDOIDS_MAX_ITER, init="random",
+    medoids = [kmedoids.alternating(d, kmedoids_plus_plus(d, k, rng), max_iter=KMEDOIDS_MAX_ITER).medoids
+               for d, rng in zip(distances, rngs)]
+    return torch.from_numpy(np.stack(medoids).astype(np.int64)).to(x.device)
+
+
+def kmedoids_fasterpam_baseline(x, k, rngs):
+    distances = pairwise_distances(x.double()).cpu().numpy()  # (B, P, P)
+    medoids = [kmedoids.fasterpam(d, k, max_iter=FASTERPAM_MAX_ITER, init="random",
                                   random_state=int(rng.integers(2**31 - 1)), n_cpu=1).medoids
                for d, rng in zip(distances, rngs)]
     return torch.from_numpy(np.stack(medoids).astype(np.int64)).to(x.device)
+
+
+def kmedoids_plus_plus(distances, k, rng, local_trials=None):
+    """k-medoids++ seeding on a distance matrix, as scikit-learn-extra's ``init='k-medoids++'``.
+
+    The first medoid uniformly at random; then, k - 1 times, ``local_trials`` candidates drawn with
+    probability proportional to their squared distance to the nearest medoid chosen so far, and the
+    candidate that leaves the smallest sum of those squared distances is the next medoid (greedy
+    k-means++ of Arthur & Vassilvitskii 2007; with one trial it is plain k-means++ seeding). The
+    default number of trials, 2 + int(ln k), is scikit-learn-extra's.
+
+    distances (P, P) float64 -> (k,) int64 distinct pool positions, in the order chosen.
+    """
+    pool = len(distances)
+    trials = 2 + int(np.log(k)) if local_trials is None else local_trials
+    medoids = [int(rng.integers(pool))]
+    nearest = distances[medoids[0]] ** 2  # (P,) squared distance to the nearest medoid so far
+    for _ in range(1, k):
+        weighted = np.flatnonzero(nearest > 0)  # X-rays that can be drawn: not a medoid, nor at a medoid
+        if len(weighted):
+            cumulative = np.cumsum(nearest)  # (P,)
+            # side='right' never lands on a weightless X-ray; the clip catches a target rounded up to the total.
+            candidates = np.minimum(np.searchsorted(cumulative, rng.random(trials) * cumulative[-1], side="right"),
+                                    weighted[-1])  # (trials,)
+        else:  # every X-ray sits on a medoid (duplicate embeddings): any X-ray not chosen yet
+            candidates = rng.choice(np.setdiff1d(np.arange(pool), medoids), size=1)
+        potentials = np.minimum(nearest, distances[candidates] ** 2)  # (trials, P)
+        best = int(potentials.sum(1).argmin())
+        medoids.append(int(candidates[best]))
+        nearest = potentials[best]
+    return np.array(medoids, dtype=np.int64)
 
 
 def kmeans(x, k, rngs, max_iter=KMEANS_MAX_ITER):
@@ -220,5 +268,6 @@ def coreset_baseline(x, k, rngs):
     return torch.stack(picks, 1)
 
 
-_SELECTORS = {"random": random_baseline, "kmedoids": kmedoids_baseline, "typiclust": typiclust_baseline,
+_SELECTORS = {"random": random_baseline, "kmedoids": kmedoids_baseline,
+              "kmedoids-fasterpam": kmedoids_fasterpam_baseline, "typiclust": typiclust_baseline,
               "probcover": probcover_baseline, "coreset": coreset_baseline}

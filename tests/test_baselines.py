@@ -1,5 +1,8 @@
 """Baseline selections against reference implementations: the kmedoids package, scikit-activeml
-(TypiClust, ProbCover, CoreSet), scikit-learn's KMeans and plain NumPy loops."""
+(TypiClust, ProbCover, CoreSet), scikit-learn's KMeans, plain NumPy loops and k-medoids++ seeding's
+definition."""
+import itertools
+
 import warnings
 
 import kmedoids
@@ -11,8 +14,8 @@ from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from models.baselines import (BASELINE_METHODS, PROBCOVER_DELTAS, TYPICLUST_NEIGHBOURS, kmeans, probcover_delta,
-                              pairwise_distances, select_baseline, typicality)
+from models.baselines import (BASELINE_METHODS, PROBCOVER_DELTAS, RANDOM_STREAMS, TYPICLUST_NEIGHBOURS, kmeans,
+                              kmedoids_plus_plus, probcover_delta, pairwise_distances, select_baseline, typicality)
 from models.predictor import MeanPredictor
 from utils.metrics import batched_auroc
 from utils.seeding import BASELINE_SELECTION
@@ -22,7 +25,7 @@ skactiveml = pytest.importorskip("skactiveml.pool")
 
 def task_rngs(method, seed, task_ids):
     """The random generators select_baseline gives each task (as documented in models/baselines.py)."""
-    return [np.random.default_rng([seed, BASELINE_SELECTION, BASELINE_METHODS.index(method), t]) for t in task_ids]
+    return [np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS[method], t]) for t in task_ids]
 
 
 class FixedClusters:
@@ -69,10 +72,10 @@ def test_random_is_uniform_over_positions():
     assert np.abs(frequency - k / pool).max() < 4 * np.sqrt(0.3 * 0.7 / tasks)
 
 
-def test_kmedoids_equals_the_kmedoids_package_for_the_same_seed(pools):
+def test_kmedoids_fasterpam_equals_the_kmedoids_package_for_the_same_seed(pools):
     k, seed = 5, 11
-    selection = select_baseline("kmedoids", pools, k, seed=seed).numpy()
-    for task, rng in enumerate(task_rngs("kmedoids", seed, range(len(pools)))):
+    selection = select_baseline("kmedoids-fasterpam", pools, k, seed=seed).numpy()
+    for task, rng in enumerate(task_rngs("kmedoids-fasterpam", seed, range(len(pools)))):
         x = pools[task].numpy()
         distances = cdist(x, x)  # independent of the torch distance computation
         reference = kmedoids.fasterpam(distances, k, max_iter=100, init="random",
@@ -83,6 +86,94 @@ def test_kmedoids_equals_the_kmedoids_package_for_the_same_seed(pools):
         for cluster, medoid in enumerate(selection[task]):
             members = np.flatnonzero(assignment == cluster)
             assert medoid == members[distances[np.ix_(members, members)].sum(1).argmin()]
+
+
+def alternating_loop(distances, medoids, max_iter=300):
+    """scikit-learn-extra's KMedoids 'alternate' updates, written out: assign every X-ray to its nearest
+    medoid, move each medoid to the member with the least total distance to its cluster when that is
+    strictly less, repeat until nothing moves."""
+    medoids = np.array(medoids)
+    for _ in range(max_iter):
+        labels = distances[medoids].argmin(0)
+        moved = medoids.copy()
+        for cluster in range(len(medoids)):
+            members = np.flatnonzero(labels == cluster)
+            costs = distances[np.ix_(members, members)].sum(1)
+            if costs.min() < distances[medoids[cluster], members].sum():
+                moved[cluster] = members[costs.argmin()]
+        if np.array_equal(moved, medoids):
+            return medoids
+        medoids = moved
+    raise AssertionError("the alternating loop did not converge")
+
+
+def test_kmedoids_is_alternating_from_kmedoids_plus_plus_as_a_numpy_loop():
+    k, seed = 6, 7
+    pools = torch.from_numpy(np.random.default_rng(5).normal(size=(8, 60, 5)))
+    selection = select_baseline("kmedoids", pools, k, seed=seed).numpy()
+    moved = 0
+    for task, rng in enumerate(task_rngs("kmedoids", seed, range(len(pools)))):
+        x = pools[task].numpy()
+        distances = cdist(x, x)  # independent of the torch distance computation
+        initial = kmedoids_plus_plus(distances, k, rng)
+        expected = alternating_loop(distances, initial)
+        assert list(selection[task]) == list(expected)
+        moved += not np.array_equal(expected, initial)
+    assert moved >= 4  # the updates did something in most tasks: the loop was put to the test
+
+
+def seeding_frequencies(distances, draws, local_trials):
+    """Monte Carlo frequencies of the (first, second) medoids of kmedoids_plus_plus with k = 2."""
+    counts = np.zeros(distances.shape)
+    rng = np.random.default_rng(0)
+    for _ in range(draws):
+        first, second = kmedoids_plus_plus(distances, 2, rng, local_trials=local_trials)
+        counts[first, second] += 1
+    return counts / draws
+
+
+# Four X-rays on a line at 0, 1, 3 and 7: from X-ray 0 the squared distances are 0, 1, 9, 49.
+LINE = np.array([0.0, 1.0, 3.0, 7.0])
+
+
+def test_kmedoids_plus_plus_draws_proportional_to_squared_distance():
+    """Plain k-means++ (one trial): the first medoid uniform, the second with probability D^2 / sum D^2."""
+    distances = np.abs(LINE[:, None] - LINE[None, :])
+    squared = distances ** 2
+    expected = 0.25 * squared / squared.sum(1, keepdims=True)  # P(first = i, second = j)
+    assert expected[0].tolist() == pytest.approx([0, 0.25 / 59, 0.25 * 9 / 59, 0.25 * 49 / 59])  # by hand
+    draws = 20000
+    observed = seeding_frequencies(distances, draws, local_trials=1)
+    assert np.abs(observed - expected).max() < 4.5 * np.sqrt(0.25 * 0.75 / draws)
+    assert np.all(observed.diagonal() == 0)  # never the same X-ray twice
+
+
+def test_kmedoids_plus_plus_keeps_the_best_of_its_trials_as_scikit_learn_extra():
+    """With k = 2, 2 + int(ln 2) = 2 candidates are drawn (each as plain k-means++) and the one leaving the
+    smaller sum of squared distances to the nearest medoid wins; enumerate every pair of candidates."""
+    distances = np.abs(LINE[:, None] - LINE[None, :])
+    squared = distances ** 2
+    expected = np.zeros_like(squared)
+    for first in range(4):
+        p = squared[first] / squared[first].sum()
+        potential = np.minimum(squared[first], squared).sum(1)  # (4,) if candidate j is added
+        for a, b in itertools.product(range(4), repeat=2):
+            winner = a if potential[a] <= potential[b] else b
+            expected[first, winner] += 0.25 * p[a] * p[b]
+    draws = 20000
+    observed = seeding_frequencies(distances, draws, local_trials=None)
+    assert np.abs(observed - expected).max() < 4.5 * np.sqrt(0.25 * 0.75 / draws)
+    # ... which is not plain k-means++ here: from X-ray 0, X-ray 3 is drawn more often.
+    assert expected[0, 3] > 0.25 * 49 / 59 + 0.01
+
+
+def test_kmedoids_plus_plus_gives_distinct_medoids_among_duplicates():
+    x = np.repeat(np.random.default_rng(2).normal(size=(3, 4)), 4, axis=0)  # 3 distinct embeddings, 4 times each
+    distances = cdist(x, x)
+    for seed in range(20):
+        medoids = kmedoids_plus_plus(distances, 5, np.random.default_rng(seed))
+        assert len(set(medoids.tolist())) == 5
+        assert len({tuple(x[m]) for m in medoids[:3]}) == 3  # the three distinct points come first
 
 
 def test_kmedoids_beats_random_when_positives_form_tight_clusters():
@@ -103,10 +194,11 @@ def test_kmedoids_beats_random_when_positives_form_tight_clusters():
                                          pool_labels.gather(1, selection), query)
         return batched_auroc(torch.from_numpy(np.tile(query_labels, (tasks, 1))), scores).mean().item()
 
-    medoid_auroc = mean_auroc(select_baseline("kmedoids", pool, k, seed=0))
     random_auroc = mean_auroc(select_baseline("random", pool, k, seed=0))
-    assert medoid_auroc > random_auroc + 0.02
-    assert medoid_auroc > 0.99
+    for method in ("kmedoids", "kmedoids-fasterpam"):
+        medoid_auroc = mean_auroc(select_baseline(method, pool, k, seed=0))
+        assert medoid_auroc > random_auroc + 0.02
+        assert medoid_auroc > 0.99
 
 
 def test_coreset_is_k_center_greedy_as_in_scikit_activeml(pools):
