@@ -6,9 +6,14 @@ Every method selects K X-rays from the pools of the same deterministic meta-test
 (same pools, same query sets); the cosine classifier built from each selection is scored by
 its query AUROC. Conditions seen in meta-training (NON_HOLD_OUT) and held out (HOLD_OUT) form
 separate groups of tasks. DIR receives results.md / .csv / .json (mean AUROC with a 95%
-bootstrap CI per method x condition and group, and MedSelect's paired difference to each
-baseline), per_task.csv, auroc_by_condition.png and, with --analysis, selection_analysis.csv/.png.
-Nothing is written until everything is computed.
+bootstrap CI per method x condition and group, and each MedSelect variant's paired difference to
+every other method), per_task.csv, auroc_by_condition.png and, with --analysis,
+selection_analysis.csv/.png. Nothing is written until everything is computed.
+
+MedSelect is evaluated as separate methods, because its selection mode changes the result:
+medselect-sample (K multinomial draws, as in training), medselect-topk (the K highest logits),
+medselect (the mode of --selection) and, when asked, medselect-untrained (the same architecture
+with the initial weights of the training run's seed: what training bought).
 """
 import argparse
 import csv
@@ -25,11 +30,12 @@ from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSamp
 from data.xray_table import load_xray_table
 from engine import SELECTION_MODES, select, selection_auroc
 from models.baselines import BASELINE_METHODS, select_baseline
+from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from run_selector import resolve_device
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
+from utils.checkpoint import checkpoint_config, checkpoint_seed, load_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
@@ -37,16 +43,22 @@ from utils.selection_analysis import QUANTITIES, compare_selections, read_demogr
 from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
 from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 
-METHODS = ("medselect",) + BASELINE_METHODS
+MEDSELECT, UNTRAINED = "medselect", "medselect-untrained"
+# MedSelect variant -> its selection mode (None: the mode of --selection). The order is that of the paired
+# differences: each variant is compared with every variant after it and with every baseline.
+MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": "sample", "medselect-topk": "topk", UNTRAINED: None}
+METHODS = tuple(MEDSELECT_MODES) + BASELINE_METHODS
+DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
 GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
 TASK_STREAMS = {"seen": TEST_STREAM, "unseen": HELD_OUT_TEST_STREAM}  # independent tasks for the two groups
 ALL_GROUPS = "all"  # the seen and unseen tasks together
 OVERALL = "overall"  # the condition label of a row that covers every task of its group
-ANALYSED_METHODS = ("medselect", "kmedoids")
+ANALYSED_BASELINE = "kmedoids"  # the paper compares what MedSelect selects with what its k-medoids selects
 RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
                 "selection_analysis.csv", "selection_analysis.png")
+# diff_vs_medselect = reference - method, on the same tasks; reference names the MedSelect variant.
 RESULT_COLUMNS = ("group", "condition", "method", "num_tasks", "mean_auroc", "ci_low", "ci_high",
-                  "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
+                  "reference", "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
 
 
 def get_args_parser():
@@ -65,10 +77,11 @@ def get_args_parser():
     parser.add_argument("--conditions", default="all",
                         help="'seen' (NON_HOLD_OUT), 'unseen' (HOLD_OUT), 'all' (both), or a comma-separated "
                              "list of condition names")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods to compare")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated methods to compare, from: {', '.join(METHODS)}")
     parser.add_argument("--selection", choices=SELECTION_MODES, default="sample",
-                        help="MedSelect's selection: K multinomial draws from softmax(logits), seeded (the "
-                             "original's behaviour), or the K highest logits")
+                        help="selection of the methods 'medselect' and 'medselect-untrained': K multinomial draws "
+                             "from softmax(logits), seeded (the original's behaviour), or the K highest logits")
     parser.add_argument("--num_tasks", type=int, default=None,
                         help="tasks per condition group; default: NUM_META_TEST_TASKS")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tasks, selections and bootstrap")
@@ -86,11 +99,13 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    log = setup_logging()
     methods = parse_methods(args.methods)
-    if args.analysis and not set(ANALYSED_METHODS) <= set(methods):
-        raise UserError(f"--analysis compares {' and '.join(ANALYSED_METHODS)}; include both in --methods")
-    if "medselect" in methods and args.checkpoint is None:
-        raise UserError("--checkpoint is required to evaluate medselect (or leave it out of --methods)")
+    analysed = analysed_methods(methods) if args.analysis else ()
+    variants = [m for m in methods if m in MEDSELECT_MODES]
+    if variants and args.checkpoint is None:
+        raise UserError(f"--checkpoint is required to evaluate {', '.join(variants)} (or leave "
+                        f"{'it' if len(variants) == 1 else 'them'} out of --methods)")
     for name, value, least in (("--num_tasks", args.num_tasks, 1), ("--batch_size", args.batch_size, 1),
                                ("--bootstrap", args.bootstrap, 1)):
         if value is not None and value < least:
@@ -100,15 +115,23 @@ def main(argv=None):
     groups = parse_conditions(args.conditions, config)
     check_output_folder(args.out, args.overwrite)
     device = resolve_device(args.device)
-    log = setup_logging()
 
     # Read and validate every input before the long part.
     shape = TaskShape.from_config(config)
     conditions = [c for group in groups.values() for c in group]
     table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"])
-    selector = None
-    if "medselect" in methods:
-        selector = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint).to(device).eval()
+    selectors = {}
+    if variants:
+        trained = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint)
+        selectors = {m: trained for m in variants if m != UNTRAINED}
+        if UNTRAINED in variants:
+            untrained_seed = checkpoint_seed(checkpoint, args.seed)
+            selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
+                                                    trained.num_layers)
+            log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
+                     "the seed stored in the checkpoint" if "seed" in checkpoint else
+                     "--seed: the checkpoint does not record the seed of its run")
+        selectors = {m: selector.to(device).eval() for m, selector in selectors.items()}
     num_tasks = args.num_tasks or config["NUM_META_TEST_TASKS"]
     task_sets = {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, args.seed, TASK_STREAMS[group]),
                                      num_tasks)
@@ -119,9 +142,8 @@ def main(argv=None):
              device, ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()), config["K"], shape.pool_size,
              shape.query_size, num_tasks, ", ".join(methods))
 
-    keep = ANALYSED_METHODS if args.analysis else ()
-    outcome = evaluate_methods(methods, task_sets, table, selector, config["K"],
-                               args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device, keep)
+    outcome = evaluate_methods(methods, task_sets, table, selectors, config["K"],
+                               args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device, analysed)
     rows = summarize(outcome, task_sets, methods, args.bootstrap, derived_seed(args.seed, EVALUATION_BOOTSTRAP))
     report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
     figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
@@ -130,18 +152,22 @@ def main(argv=None):
              "per_task.csv": per_task_csv(outcome, task_sets, methods)}
     analysis_rows = None
     if args.analysis:
-        analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, table.embeddings)
+        analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, table.embeddings,
+                                                            analysed)
         files["selection_analysis.csv"] = csv_text(analysis_rows, list(analysis_rows[0]))
         wasserstein = {r["quantity"]: r["wasserstein"] for r in analysis_rows if r["group"] == plotted}
         figures["selection_analysis.png"] = plots.selection_histograms(
             values, {q: QUANTITIES[q] for q in QUANTITIES if q in wasserstein}, wasserstein)
     summary = {
-        "note": "mean query AUROC per method on identical meta-test tasks; diff_vs_medselect = medselect - method "
-                f"on the same tasks; {int(CONFIDENCE * 100)}% percentile bootstrap CIs over tasks; paired t-test",
+        "note": "mean query AUROC per method on identical meta-test tasks; diff_vs_medselect = reference - method "
+                "on the same tasks, reference being a MedSelect variant; "
+                f"{int(CONFIDENCE * 100)}% percentile bootstrap CIs over tasks; paired t-test",
         "checkpoint": os.path.abspath(args.checkpoint) if args.checkpoint else None,
         "data": {"test_pos_csv": os.path.abspath(args.test_pos_csv),
                  "test_norm_csv": os.path.abspath(args.test_norm_csv)},
         "config": config, "seed": args.seed, "selection": args.selection, "methods": list(methods),
+        "selection_modes": {m: selection_mode(m, args.selection) for m in variants},
+        "untrained_seed": checkpoint_seed(checkpoint, args.seed) if UNTRAINED in variants else None,
         "conditions": groups, "num_tasks_per_group": num_tasks, "bootstrap_resamples": args.bootstrap,
         "device": str(device), "seconds_per_task": outcome["seconds_per_task"], "results": rows,
         "selection_analysis": analysis_rows}
@@ -159,6 +185,30 @@ def parse_methods(text):
         raise UserError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                         f"valid: {', '.join(METHODS)}")
     return list(dict.fromkeys(methods))
+
+
+def selection_mode(variant, selection):
+    """'sample' or 'topk': the selection mode of a MedSelect variant, given --selection."""
+    return MEDSELECT_MODES[variant] or selection
+
+
+def paired_references(methods):
+    """{method: [MedSelect variants it is compared with]}: each variant against every baseline and every
+    variant after it in MEDSELECT_MODES's order (so untrained against trained, topk against sample)."""
+    variants = [m for m in MEDSELECT_MODES if m in methods]
+    return {method: [v for v in variants if method not in MEDSELECT_MODES
+                     or list(MEDSELECT_MODES).index(method) > list(MEDSELECT_MODES).index(v)]
+            for method in methods}
+
+
+def analysed_methods(methods):
+    """(the trained MedSelect variant, k-medoids) whose selections --analysis compares."""
+    trained = [m for m in methods if m in MEDSELECT_MODES and m != UNTRAINED]
+    if not trained or ANALYSED_BASELINE not in methods:
+        raise UserError(f"--analysis compares a trained MedSelect variant "
+                        f"({', '.join(m for m in MEDSELECT_MODES if m != UNTRAINED)}) with {ANALYSED_BASELINE}; "
+                        "include both in --methods")
+    return trained[0], ANALYSED_BASELINE
 
 
 def parse_conditions(text, config):
@@ -192,11 +242,13 @@ def check_output_folder(out, overwrite):
         raise UserError(f"--out {out}: cannot write in {parent}")
 
 
-def evaluate_methods(methods, task_sets, table, selector, k, batch_size, selection_mode, seed, device,
+def evaluate_methods(methods, task_sets, table, selectors, k, batch_size, selection, seed, device,
                      keep_selections=()):
     """Per-task query AUROC of every method on every task set.
 
-    Every method gets the same TaskBatch (same pools, same query sets). Returns {'auroc': {group:
+    ``selectors`` maps each MedSelect variant of ``methods`` to its selector; ``selection`` is the
+    mode of the variants without their own. Every method gets the same TaskBatch (same pools, same
+    query sets). Returns {'auroc': {group:
     {method: (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels
     of the selected X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method:
     float} (selection time only)}.
@@ -208,25 +260,27 @@ def evaluate_methods(methods, task_sets, table, selector, k, batch_size, selecti
     total = sum(len(tasks) for tasks in task_sets.values())
     with tqdm(total=total, desc="meta-test", unit="task", dynamic_ncols=True) as bar:
         for group, task_set in task_sets.items():
-            # MedSelect's draws for a group do not depend on which other groups are evaluated.
-            generator = torch.Generator(device=device).manual_seed(
-                derived_seed(derived_seed(seed, TEST_SELECTION), list(GROUPS).index(group)))
+            # MedSelect's draws for a group do not depend on which other groups or methods are evaluated: each
+            # sampling variant draws from its own generator, seeded alike (common random numbers for the pairs).
+            group_seed = derived_seed(derived_seed(seed, TEST_SELECTION), list(GROUPS).index(group))
+            generators = {m: torch.Generator(device=device).manual_seed(group_seed) for m in selectors}
             first = 0
             for tasks in task_set.batches(batch_size, device):
                 task_ids = range(first, first + len(tasks))
                 query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
                 for method in methods:
                     started = _clock(device)
-                    if method == "medselect":
-                        selection = select(selector, table, tasks, k, selection_mode, generator)  # (B, K)
+                    if method in selectors:
+                        chosen = select(selectors[method], table, tasks, k, selection_mode(method, selection),
+                                        generators[method])  # (B, K)
                     else:
-                        selection = select_baseline(method, table.classifier_input(tasks.pool_rows), k, seed,
-                                                    task_ids=task_ids)  # (B, K)
+                        chosen = select_baseline(method, table.classifier_input(tasks.pool_rows), k, seed,
+                                                 task_ids=task_ids)  # (B, K)
                     seconds[method] += _clock(device) - started
-                    auroc[group][method].append(selection_auroc(table, tasks, selection, predictor, query).cpu())
+                    auroc[group][method].append(selection_auroc(table, tasks, chosen, predictor, query).cpu())
                     if method in keep_selections:
-                        selections[group][method].append((tasks.pool_rows.gather(1, selection).cpu(),
-                                                          tasks.pool_labels.gather(1, selection).cpu()))
+                        selections[group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
+                                                          tasks.pool_labels.gather(1, chosen).cpu()))
                 first += len(tasks)
                 bar.update(len(tasks))
     return {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
@@ -244,8 +298,9 @@ def _clock(device):
 
 
 def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
-    """Result rows: per group, per condition and overall, each method's mean AUROC and CI, and
-    medselect's paired difference to it (same tasks, same bootstrap resamples)."""
+    """Result rows: per group, per condition and overall, each method's mean AUROC and CI, once per
+    MedSelect variant it is compared with (``reference``), with that variant's paired difference to
+    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none."""
     cells = []  # (group, condition, {method: per-task AUROC})
     for group, task_set in task_sets.items():
         condition_ids = task_set.condition_ids()
@@ -257,18 +312,22 @@ def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
     if len(task_sets) > 1:
         cells.append((ALL_GROUPS, OVERALL, {m: np.concatenate([outcome["auroc"][g][m] for g in task_sets])
                                             for m in methods}))
+    references = paired_references(methods)
     rows = []
     for group, condition, scores in cells:
         for method in methods:
             summary = mean_with_ci(scores[method], num_resamples, bootstrap_seed)
             row = {"group": group, "condition": condition, "method": method, "num_tasks": summary["n"],
                    "mean_auroc": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
-                   "diff_vs_medselect": None, "diff_ci_low": None, "diff_ci_high": None, "p_value": None}
-            if "medselect" in methods and method != "medselect" and summary["n"]:
-                paired = paired_difference(scores["medselect"], scores[method], num_resamples, bootstrap_seed)
-                row.update(diff_vs_medselect=paired["diff"], diff_ci_low=paired["diff_ci_low"],
-                           diff_ci_high=paired["diff_ci_high"], p_value=paired["p_value"])
-            rows.append(row)
+                   "reference": None, "diff_vs_medselect": None, "diff_ci_low": None, "diff_ci_high": None,
+                   "p_value": None}
+            if not references[method] or not summary["n"]:
+                rows.append(row)
+            for reference in references[method] if summary["n"] else ():
+                paired = paired_difference(scores[reference], scores[method], num_resamples, bootstrap_seed)
+                rows.append({**row, "reference": reference, "diff_vs_medselect": paired["diff"],
+                             "diff_ci_low": paired["diff_ci_low"], "diff_ci_high": paired["diff_ci_high"],
+                             "p_value": paired["p_value"]})
     return rows
 
 
@@ -276,23 +335,28 @@ def markdown_report(rows, methods, seconds_per_task, num_tasks, config, args):
     """The results as Markdown: AUROC table, paired-difference table, selection time per task."""
     cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
     by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
+    modes = ", ".join(f"{m}: {selection_mode(m, args.selection)}" for m in methods if m in MEDSELECT_MODES)
     lines = [f"Mean query AUROC [95% bootstrap CI] on identical meta-test tasks: K={config['K']}, pool "
              f"{config['UNLABELED_POOL_SIZE']}, query {config['QUERY_SET_SIZE']}, {num_tasks} tasks per group, "
-             f"seed {args.seed}, MedSelect selection '{args.selection}'.", "",
+             f"seed {args.seed}" + (f"; selection modes {modes}." if modes else "."), "",
              "| group | condition | tasks | " + " | ".join(methods) + " |",
              "|---|---|---:|" + "---:|" * len(methods)]
     for group, condition in cells:
         first = by_cell[(group, condition, methods[0])]
         lines.append(f"| {group} | {condition} | {first['num_tasks']} | " + " | ".join(
             _mean_ci(by_cell[(group, condition, m)]) for m in methods) + " |")
-    baselines = [m for m in methods if m != "medselect"]
-    if "medselect" in methods and baselines:
-        lines += ["", "MedSelect minus baseline, paired on the same tasks [95% bootstrap CI], paired t-test p:", "",
-                  "| group | condition | " + " | ".join(f"− {m}" for m in baselines) + " |",
-                  "|---|---|" + "---:|" * len(baselines)]
+    by_pair = {(r["group"], r["condition"], r["reference"], r["method"]): r for r in rows if r["reference"]}
+    references = paired_references(methods)
+    for reference in [m for m in methods if m in MEDSELECT_MODES]:
+        compared = [m for m in methods if reference in references[m]]
+        if not compared:
+            continue
+        lines += ["", f"{reference} minus each method, paired on the same tasks [95% bootstrap CI], paired t-test p:",
+                  "", "| group | condition | " + " | ".join(f"− {m}" for m in compared) + " |",
+                  "|---|---|" + "---:|" * len(compared)]
         for group, condition in cells:
             lines.append(f"| {group} | {condition} | " + " | ".join(
-                _difference(by_cell[(group, condition, m)]) for m in baselines) + " |")
+                _difference(by_pair.get((group, condition, reference, m))) for m in compared) + " |")
     lines += ["", "Selection time per task (ms, this machine):", "", "| method | ms / task |", "|---|---:|"]
     lines += [f"| {m} | {1000 * seconds_per_task[m]:.2f} |" for m in methods]
     return "\n".join(lines) + "\n"
@@ -305,7 +369,7 @@ def _mean_ci(row):
 
 
 def _difference(row):
-    if row["diff_vs_medselect"] is None:
+    if row is None or row["diff_vs_medselect"] is None:
         return "–"
     p = row["p_value"]
     p_text = "n/a" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
@@ -313,17 +377,18 @@ def _difference(row):
             f"p={p_text}")
 
 
-def analyse_selections(outcome, task_sets, demographics, embeddings):
+def analyse_selections(outcome, task_sets, demographics, embeddings, analysed):
     """Selection-analysis rows per group (and for all tasks together), and the group that is plotted
-    (all tasks when there are several groups) with its values {method: {quantity: values}}."""
+    (all tasks when there are several groups) with its values {method: {quantity: values}}, for the
+    two methods ``analysed``."""
     groups = {}
     for group in task_sets:
         kept = outcome["selection"][group]
         groups[group] = {m: selection_quantities(embeddings, kept[m]["rows"], kept[m]["labels"], demographics)
-                         for m in ANALYSED_METHODS}
+                         for m in analysed}
     if len(groups) > 1:
         groups[ALL_GROUPS] = {m: {q: np.concatenate([groups[g][m][q] for g in task_sets])
-                                  for q in groups[next(iter(task_sets))][m]} for m in ANALYSED_METHODS}
+                                  for q in groups[next(iter(task_sets))][m]} for m in analysed}
     rows = [{"group": group, **row} for group, values in groups.items() for row in compare_selections(values)]
     plotted = list(groups)[-1]
     return rows, plotted, groups[plotted]

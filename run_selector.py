@@ -22,7 +22,7 @@ from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.xray_table import load_xray_table
 from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, train_step
-from models.lstm_selector import LSTMSelector
+from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, selector_from_checkpoint
@@ -95,7 +95,7 @@ def main(argv=None):
     if resumed is not None:
         selector = selector_from_checkpoint(resumed, train_table.selector_input_size, args.resume)
     else:
-        selector = LSTMSelector(train_table.selector_input_size)
+        selector = initial_selector(train_table.selector_input_size, seed)
     prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
 
     log = setup_logging(os.path.join(args.out, "train.log"))

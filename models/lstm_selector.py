@@ -1,4 +1,5 @@
 """The MedSelect selector: a bidirectional LSTM that scores every X-ray of a pool (SPEC §6)."""
+import torch
 import torch.nn as nn
 
 
@@ -28,3 +29,15 @@ class LSTMSelector(nn.Module):
         """pool: (batch, pool, input_size) -> logits: (batch, pool)."""
         features, _ = self.LSTM(pool)  # (batch, pool, 2 * hidden)
         return self.linear(features).squeeze(-1)  # (batch, pool)
+
+
+def initial_selector(input_size, seed, hidden_size=256, num_layers=1):
+    """The selector as meta-training with ``--seed seed`` starts it, before any update.
+
+    PyTorch's default initialisation drawn right after ``torch.manual_seed(seed)``; the global
+    random state is restored afterwards. run_selector.py starts from it, and evaluate.py's
+    ``medselect-untrained`` rebuilds it to show what training changed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LSTMSelector(input_size, hidden_size=hidden_size, num_layers=num_layers)

@@ -1,5 +1,6 @@
 """evaluate.py end to end on small generated data: outputs, numbers recomputed independently,
-identical tasks across methods, a positive-favouring selector beating random, and bad inputs."""
+identical tasks across methods, a positive-favouring selector beating random, MedSelect's
+variants (sample, topk, untrained), and bad inputs."""
 import json
 import os
 import subprocess
@@ -35,7 +36,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_run(data):
-    """Every method, --analysis, the task shape and K from the checkpoint (16 tasks per group)."""
+    """The default methods, --analysis, the task shape and K from the checkpoint (16 tasks per group)."""
     out = str(data["folder"] / "results")
     assert evaluate.main(["--checkpoint", data["checkpoint"], *data["args"], "--out", out,
                           "--bootstrap", str(BOOTSTRAP), "--analysis", "--seed", "3"]) == 0
@@ -54,18 +55,23 @@ def test_outputs_and_configuration_from_checkpoint(full_run):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert summary["config"]["K"] == 4 and summary["config"]["UNLABELED_POOL_SIZE"] == 30
     assert summary["num_tasks_per_group"] == 16
-    assert summary["methods"] == list(evaluate.METHODS)
-    assert set(summary["seconds_per_task"]) == set(evaluate.METHODS)
+    assert summary["methods"] == list(evaluate.DEFAULT_METHODS)
+    assert summary["methods"][:2] == ["medselect-sample", "medselect-topk"]
+    assert {"random", "kmedoids", "kmedoids-fasterpam"} <= set(summary["methods"])
+    assert set(summary["seconds_per_task"]) == set(evaluate.DEFAULT_METHODS)
+    assert summary["selection_modes"] == {"medselect-sample": "sample", "medselect-topk": "topk"}
     per_task = full_run["per_task"]
     assert (per_task.groupby("group").size() == 16).all()
     assert set(per_task.loc[per_task.group == "unseen", "condition"]) <= {"Atelectasis", "Edema"}
     with open(os.path.join(out, "results.md")) as f:
         report = f.read()
     assert "| all | overall | 32 |" in report and "− kmedoids" in report
+    assert "medselect-sample minus each method" in report and "medselect-topk minus each method" in report
 
 
 def test_summary_rows_recomputed_from_per_task_scores(full_run):
-    """Means, bootstrap CIs and paired differences, recomputed with NumPy from per_task.csv."""
+    """Means, bootstrap CIs and paired differences of both MedSelect modes against every baseline (and
+    sample against topk), recomputed with NumPy from per_task.csv."""
     results, per_task = full_run["results"], full_run["per_task"]
     seed = derived_seed(3, EVALUATION_BOOTSTRAP)
     cells = [("seen", "overall", per_task.group == "seen"), ("unseen", "Edema", per_task.condition == "Edema"),
@@ -74,18 +80,25 @@ def test_summary_rows_recomputed_from_per_task_scores(full_run):
         scores = per_task[chosen]
         rng = np.random.default_rng(seed)
         resamples = rng.integers(0, len(scores), size=(BOOTSTRAP, len(scores)))
-        for method in ("random", "kmedoids", "coreset"):
-            row = results[(results.group == group) & (results.condition == condition) & (results.method == method)]
+        cell = results[(results.group == group) & (results.condition == condition)]
+        # medselect-sample is compared with everything else, so it has one row, without a reference.
+        assert cell[cell.method == "medselect-sample"].reference.isna().all()
+        pairs = [("medselect-sample", m) for m in ("medselect-topk", "random", "kmedoids", "kmedoids-fasterpam",
+                                                    "coreset")] + [("medselect-topk", m) for m in ("random", "kmedoids")]
+        for reference, method in pairs:
+            row = cell[(cell.method == method) & (cell.reference == reference)]
+            assert len(row) == 1, (reference, method)
             row = row.iloc[0]
             values = scores[f"{method}_auroc"].to_numpy()
             assert row.num_tasks == len(values)
             assert row.mean_auroc == pytest.approx(values.mean())
             means = values[resamples].mean(1)
             assert (row.ci_low, row.ci_high) == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
-            difference = scores["medselect_auroc"].to_numpy() - values
+            difference = scores[f"{reference}_auroc"].to_numpy() - values
             assert row.diff_vs_medselect == pytest.approx(difference.mean())
             assert (row.diff_ci_low, row.diff_ci_high) == pytest.approx(
                 tuple(np.percentile(difference[resamples].mean(1), [2.5, 97.5])))
+        assert len(cell[cell.method == "random"]) == 2  # against each MedSelect mode
 
 
 def test_per_task_auroc_recomputed_with_scikit_learn(data, full_run):
@@ -116,7 +129,7 @@ def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
     real_select, real_baseline = evaluate.select, evaluate.select_baseline
 
     def recording_select(selector, table, tasks, k, mode, generator):
-        seen_pools.setdefault("medselect", []).append(table.classifier_input(tasks.pool_rows).clone())
+        seen_pools.setdefault(f"medselect-{mode}", []).append(table.classifier_input(tasks.pool_rows).clone())
         return real_select(selector, table, tasks, k, mode, generator)
 
     def recording_baseline(method, pool_embeddings, k, seed, task_ids=None):
@@ -128,15 +141,15 @@ def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
     assert evaluate.main(["--checkpoint", data["checkpoint"], *data["args"], "--out", str(tmp_path / "out"),
                           "--bootstrap", "10", "--conditions", "unseen", "--num_tasks", "10"]) == 0
     pools = {method: torch.cat(batches) for method, batches in seen_pools.items()}
-    assert set(pools) == set(evaluate.METHODS)
+    assert set(pools) == set(evaluate.DEFAULT_METHODS)
     for method, pool in pools.items():
-        assert torch.equal(pool, pools["medselect"]), method
+        assert torch.equal(pool, pools["random"]), method
     # ... and they are the deterministic meta-test tasks of the seed.
     config = apply_overrides(default_config(), SETTINGS)
     table = load_xray_table(data["args"][1], data["args"][3], config["HOLD_OUT"], False)
     expected = FixedTaskSet(TaskSampler(table, config["HOLD_OUT"], TaskShape.from_config(config), 0,
                                         HELD_OUT_TEST_STREAM), 10)
-    assert torch.equal(pools["medselect"], table.embeddings[next(expected.batches(10)).pool_rows])
+    assert torch.equal(pools["random"], table.embeddings[next(expected.batches(10)).pool_rows])
 
 
 def test_selector_favouring_positives_beats_random(data, tmp_path):
@@ -144,14 +157,17 @@ def test_selector_favouring_positives_beats_random(data, tmp_path):
     assert evaluate.main(["--checkpoint", data["checkpoint"], *data["args"], "--out", out, "--selection", "topk",
                           "--methods", "medselect,random", "--num_tasks", "40", "--bootstrap", "500"]) == 0
     results = pd.read_csv(os.path.join(out, "results.csv"))
-    overall = results[(results.group == "all") & (results.method == "random")].iloc[0]
+    overall = results[(results.group == "all") & (results.method == "random")]
+    assert len(overall) == 1  # plain medselect and one baseline: one row each, as before the variants existed
+    overall = overall.iloc[0]
+    assert overall.reference == "medselect"
     assert overall.diff_vs_medselect > 0.05
     assert overall.diff_ci_low > 0 and overall.p_value < 0.01
 
 
 def test_selection_analysis_file(full_run):
     analysis = pd.read_csv(os.path.join(full_run["out"], "selection_analysis.csv"))
-    assert set(analysis.method) == {"medselect", "kmedoids"}
+    assert set(analysis.method) == {"medselect-sample", "kmedoids"}
     assert set(analysis.group) == {"seen", "unseen", "all"}
     assert {"distance_L2", "distance_cosine", "positive_fraction", "age", "female_fraction",
             "frontal_fraction"} <= set(analysis.quantity)
@@ -160,7 +176,8 @@ def test_selection_analysis_file(full_run):
     positives = analysis[(analysis.group == "all") & (analysis.quantity == "positive_fraction")]
     assert (positives.n == 32).all()
     # The positive-favouring selector picks more positives than the medoids do.
-    assert positives.set_index("method")["mean"]["medselect"] > positives.set_index("method")["mean"]["kmedoids"]
+    assert positives.set_index("method")["mean"]["medselect-sample"] > \
+        positives.set_index("method")["mean"]["kmedoids"]
 
 
 # Bad input: one line on stderr, exit status 2, nothing written.
@@ -175,11 +192,13 @@ def run_evaluate(argv, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--methods", "medselect,kmeans"], "unknown method(s) kmeans; valid: medselect, random, kmedoids"),
+    (["--methods", "medselect,kmeans"], "unknown method(s) kmeans; valid: medselect, medselect-sample, "
+                                        "medselect-topk, medselect-untrained, random, kmedoids, kmedoids-fasterpam"),
     (["--conditions", "Edema,Fracture"], "unknown condition(s) 'Fracture'; valid: seen, unseen, all"),
     (["--set", "USE_ASL=True"], f"trained on inputs of size {DIM}, but the data gives {DIM + 3}"),
     (["--set", "UNLABELED_POOL_SIZE=300"], "'Consolidation' has 30 positive X-ray(s)"),
-    (["--analysis", "--methods", "medselect,random"], "--analysis compares medselect and kmedoids"),
+    (["--analysis", "--methods", "medselect,random"], "--analysis compares a trained MedSelect variant"),
+    (["--analysis", "--methods", "medselect-untrained,kmedoids"], "--analysis compares a trained MedSelect variant"),
     (["--num_tasks", "0"], "--num_tasks must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(data, tmp_path, capsys, extra, message):
@@ -229,7 +248,8 @@ def test_command_line_script(data, tmp_path):
                              "--methods", "best"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --methods: unknown method(s) best; valid: medselect, random, kmedoids, typiclust, probcover, coreset"]
+        "error: --methods: unknown method(s) best; valid: medselect, medselect-sample, medselect-topk, "
+        "medselect-untrained, random, kmedoids, kmedoids-fasterpam, typiclust, probcover, coreset"]
 
 
 def test_a_group_gives_the_same_numbers_alone_or_with_the_other(data, tmp_path):

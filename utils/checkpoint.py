@@ -43,6 +43,11 @@ def checkpoint_config(checkpoint):
     return config
 
 
+def checkpoint_seed(checkpoint, default):
+    """The --seed of the run that saved the checkpoint (ours store it); ``default`` for the original's."""
+    return checkpoint.get("seed", default)
+
+
 def selector_from_checkpoint(checkpoint, input_size, path):
     """An LSTMSelector with the checkpoint's weights, refusing one made for another input size."""
     state = checkpoint["model_state_dict"]
