@@ -143,7 +143,7 @@ def test_asl_checkpoint_reads_age_sex_laterality(tmp_path, pool, capsys):
     assert pd.read_csv(out)["Path"].tolist() == frame["Path"].iloc[best].tolist()
 
 
-@pytest.mark.parametrize("method", ["random", "kmedoids", "coreset"])
+@pytest.mark.parametrize("method", ["random", "kmedoids", "kmedoids-fasterpam", "coreset"])
 def test_baselines_choose_among_the_rows_not_excluded(tmp_path, pool, method, capsys):
     csv_path, frame, embeddings = pool
     frame.iloc[:10][["Path"]].to_csv(tmp_path / "labeled.csv", index=False)
