@@ -42,6 +42,10 @@ def get_args_parser():
     parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,
                         help="pool larger than the selector's training pool: chunks of the trained size with "
                              "proportional picks, or one sequence over the whole pool (see README)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="change a value of the checkpoint's configuration (constants.py's for the original's "
+                             "checkpoints, which record none), e.g. --set USE_ASL=True for an original checkpoint "
+                             "trained with Age/Sex/Laterality (repeatable)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pool's reading order, of --selection sample and of the baselines")
     return parser
@@ -52,7 +56,8 @@ def main(argv=None):
     setup_logging()
     check_output_path(args.out, {"pool": args.pool_csv, "exclude": args.exclude, "checkpoint": args.checkpoint})
     chosen = select(args.pool_csv, checkpoint=args.checkpoint, k=args.k, method=args.method,
-                    selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool)
+                    selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool,
+                    overrides=args.overrides)
     write_csv(chosen, args.out)
     log.info("wrote the %d X-rays to label (%s) to %s", len(chosen), args.method, args.out)
     return 0

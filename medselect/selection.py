@@ -23,7 +23,7 @@ from data.asl import asl_features
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
 from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
-from utils.config import default_config
+from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 from utils.seeding import SELECT_XRAYS, torch_generator
 
@@ -40,7 +40,7 @@ CHUNKS_PER_FORWARD = 64  # chunks read by the BiLSTM in one batch, to bound memo
 
 
 def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAULT_SELECTION, seed=0, exclude=None,
-           large_pool=DEFAULT_LARGE_POOL):
+           large_pool=DEFAULT_LARGE_POOL, overrides=None):
     """The X-rays to label, best first: K rows of the pool CSV with all their columns, plus score and rank.
 
     Args:
@@ -56,6 +56,9 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
         seed: seeds the pool's reading order, the draws and the baselines.
         exclude: CSV path or DataFrame with a ``Path`` column: X-rays already labelled, never chosen.
         large_pool: "chunks" or "whole", for a pool larger than the trained pool size.
+        overrides: "NAME=VALUE" strings that change the checkpoint's configuration, as ``--set``:
+            e.g. ["USE_ASL=True"] for a checkpoint of the original code trained with USE_ASL
+            (its checkpoints do not record their configuration).
 
     Returns:
         DataFrame of K distinct rows in rank order, with the pool's columns plus ``score`` (the
@@ -73,7 +76,7 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
     if method == MEDSELECT and checkpoint is None:
         raise UserError("method 'medselect' needs a checkpoint of a trained selector (--checkpoint)")
     stored = load_checkpoint(checkpoint) if checkpoint is not None else None
-    config = checkpoint_config(stored) if stored is not None else default_config()
+    config = apply_overrides(checkpoint_config(stored) if stored is not None else default_config(), overrides)
     k = config["K"] if k is None else k
     _check_k(k, len(candidates), len(pool), pool_csv)
 

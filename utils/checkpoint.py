@@ -2,19 +2,28 @@
 
 A checkpoint is a ``torch.save`` dict with ``epoch``, ``model_state_dict`` and
 ``optimizer_state_dict`` (the original's keys, so its tools read ours) and, in
-ours, ``config``. Checkpoints of the original code have no ``config``; the
-defaults of constants.py are assumed for them.
+ours, ``config`` and ``seed``. Checkpoints of the original code have no
+``config``; the defaults of constants.py are assumed for them, and a user says
+otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The original saved some
+checkpoints from a selector wrapped in ``nn.DataParallel``, whose parameter
+names start with ``module.``; they are read with that prefix removed.
 """
+import logging
 import os
 
 import torch
 
+from data.asl import ASL_SIZE
 from models.lstm_selector import LSTMSelector
 from utils.atomic import atomic_torch_save
 from utils.config import default_config
 from utils.errors import UserError
+from utils.logs import LOGGER_NAME
 
 LSTM_INPUT_WEIGHT = "LSTM.weight_ih_l0"  # (4 * hidden, input_size): tells the input size and hidden size
+DATA_PARALLEL_PREFIX = "module."  # nn.DataParallel saves the wrapped selector's parameters under this prefix
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 def save_checkpoint(path, selector, optimizer, epoch, config, **extra):
@@ -23,17 +32,34 @@ def save_checkpoint(path, selector, optimizer, epoch, config, **extra):
 
 
 def load_checkpoint(path):
-    """The checkpoint dict at ``path``; a missing or foreign file is a one-line UserError."""
+    """The checkpoint dict at ``path``, parameter names without ``module.``; a foreign file is a UserError."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: checkpoint not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
         raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(checkpoint, dict) or LSTM_INPUT_WEIGHT not in checkpoint.get("model_state_dict", {}):
+    state = checkpoint.get("model_state_dict") if isinstance(checkpoint, dict) else None
+    if isinstance(state, dict):
+        state = checkpoint["model_state_dict"] = _without_data_parallel_prefix(state, path)
+    if not isinstance(state, dict) or LSTM_INPUT_WEIGHT not in state:
         raise UserError(f"{path}: not a MedSelect selector checkpoint (expected 'model_state_dict' "
                         f"with '{LSTM_INPUT_WEIGHT}')")
     return checkpoint
+
+
+def _without_data_parallel_prefix(state, path):
+    """``state`` with the ``module.`` prefix of nn.DataParallel removed from every name (said once in the log)."""
+    prefixed = [name for name in state if name.startswith(DATA_PARALLEL_PREFIX)]
+    if not prefixed:
+        return state
+    others = [name for name in state if not name.startswith(DATA_PARALLEL_PREFIX)]
+    if others:
+        raise UserError(f"{path}: mixes parameter names saved under nn.DataParallel ('{prefixed[0]}', ...) with "
+                        f"others ({', '.join(repr(n) for n in others[:3])}); expected the selector's parameters only")
+    log.info("%s: saved from nn.DataParallel; removed the '%s' prefix of its %d parameter names", path,
+             DATA_PARALLEL_PREFIX, len(prefixed))
+    return {name[len(DATA_PARALLEL_PREFIX):]: value for name, value in state.items()}
 
 
 def checkpoint_config(checkpoint):
@@ -49,17 +75,60 @@ def checkpoint_seed(checkpoint, default):
 
 
 def selector_from_checkpoint(checkpoint, input_size, path):
-    """An LSTMSelector with the checkpoint's weights, refusing one made for another input size."""
-    state = checkpoint["model_state_dict"]
-    weight = state[LSTM_INPUT_WEIGHT]
-    hidden_size, stored_input_size = weight.shape[0] // 4, weight.shape[1]
+    """An LSTMSelector with the checkpoint's weights and shape, refusing one made for another input size.
+
+    The hidden size, the number of layers and the input size are read from the weights; every
+    parameter must be present with the shape they imply, and nothing else may be there.
+    ``input_size`` is what the data gives (embedding size, + 3 with USE_ASL).
+    """
+    selector = _selector_shaped_like(checkpoint["model_state_dict"], path)
+    stored_input_size = selector.input_size
     if stored_input_size != input_size:
         raise UserError(f"{path}: selector was trained on inputs of size {stored_input_size}, but the data gives "
-                        f"{input_size} (embedding size, + 3 with USE_ASL)")
-    num_layers = sum(1 for key in state if key.startswith("LSTM.weight_ih_l") and not key.endswith("_reverse"))
-    selector = LSTMSelector(input_size, hidden_size=hidden_size, num_layers=num_layers)
-    try:
-        selector.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(f"{path}: selector weights do not fit an LSTMSelector ({str(err).splitlines()[0]})") from None
+                        f"{input_size} (embedding size, + {ASL_SIZE} with USE_ASL)"
+                        + _asl_hint(stored_input_size, input_size, has_config=bool(checkpoint.get("config"))))
+    selector.load_state_dict(checkpoint["model_state_dict"])
     return selector
+
+
+def _selector_shaped_like(state, path):
+    """An (untrained) LSTMSelector with the sizes of ``state``, after checking every name and shape."""
+    weight = state[LSTM_INPUT_WEIGHT]
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[0] % 4:
+        raise UserError(f"{path}: {LSTM_INPUT_WEIGHT} has shape {_shape(weight)}, expected (4 * hidden size, "
+                        "input size)")
+    hidden_size, input_size = weight.shape[0] // 4, weight.shape[1]
+    num_layers = sum(1 for name in state if name.startswith("LSTM.weight_ih_l") and not name.endswith("_reverse"))
+    expected = LSTMSelector(input_size, hidden_size=hidden_size, num_layers=num_layers)
+    wanted = expected.state_dict()
+    unexpected = [name for name in state if name not in wanted]
+    missing = [name for name in wanted if name not in state]
+    if unexpected or missing:
+        problems = ([f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"]
+                    if unexpected else []) + ([f"missing {', '.join(missing[:4])}"
+                                               f"{' ...' if len(missing) > 4 else ''}"] if missing else [])
+        raise UserError(f"{path}: not the parameters of a MedSelect BiLSTM selector ({'; '.join(problems)})")
+    wrong = [f"{name} is {_shape(state[name])}, expected {_shape(value)}" for name, value in wanted.items()
+             if _shape(state[name]) != _shape(value)]
+    if wrong:
+        raise UserError(f"{path}: parameter shapes do not fit a BiLSTM selector with input size {input_size} and "
+                        f"hidden size {hidden_size} (read from {LSTM_INPUT_WEIGHT}): {'; '.join(wrong[:3])}"
+                        f"{' ...' if len(wrong) > 3 else ''}")
+    return expected
+
+
+def _shape(value):
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _asl_hint(stored_input_size, input_size, has_config):
+    """What to do when the input sizes differ by exactly the Age/Sex/Laterality features."""
+    if stored_input_size == input_size + ASL_SIZE:
+        if has_config:
+            return "; the data's embeddings are smaller than those the selector was trained on"
+        return (f"; this looks like a selector trained with USE_ASL (embedding + {ASL_SIZE} Age/Sex/Laterality "
+                "features) in a checkpoint that does not record its configuration (the original code's): pass "
+                "--set USE_ASL=True")
+    if stored_input_size == input_size - ASL_SIZE:
+        return "; the selector was trained without USE_ASL (embeddings only): leave USE_ASL off"
+    return ""
