@@ -28,7 +28,7 @@ from utils.atomic import atomic_write_json, atomic_write_text
 from utils.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
-from utils.logs import setup_logging
+from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed_everything, torch_generator
 
 LOG_EVERY = 5  # steps between log lines (as the original)
@@ -204,9 +204,11 @@ class MetaTrainingRun:
 
     def _log_window(self, epoch, iteration, started):
         mean = _means(self._since_log)
-        self.log.info("epoch %d, iter %d, avg query AUROC %.4f, random-baseline AUROC %.4f, reward %+.4f, "
-                      "time_elapsed %.1f sec", epoch + 1, iteration, mean["auroc"], mean["baseline_auroc"],
-                      mean["reward"], time.time() - started)
+        # On stdout, led by the original's line 'epoch %d, iter %d, avg_reward %.3f, time_elapsed %.3f sec'
+        # (its avg_reward is the mean query AUROC, not the reward); our fields follow.
+        self.log.info("epoch %d, iter %d, avg_reward %.3f, time_elapsed %.3f sec | random-baseline AUROC %.4f, "
+                      "reward %+.4f", epoch + 1, iteration, mean["auroc"], time.time() - started,
+                      mean["baseline_auroc"], mean["reward"], extra=ORIGINAL_LINE)
         self._since_log = []
 
     def _validate_and_save(self, epoch, iteration):
@@ -214,9 +216,12 @@ class MetaTrainingRun:
         val_auroc = float(evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks,
                                             self.config["K"], self.config["BATCH_SIZE"], generator).mean())
         progress = self.progress
+        # On stdout, led by the original's lines 'Meta-val average AUROC: %.4f' and 'saving new best network!'.
+        self.log.info("Meta-val average AUROC: %.4f | %d tasks", val_auroc, len(self.val_tasks), extra=ORIGINAL_LINE)
         saved = ""
         if progress["best_val_auroc"] is None or val_auroc > progress["best_val_auroc"]:
             saved = f"model_epoch{epoch + 1}_iter{iteration}"
+            self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
             save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
                             seed=self.seed, val_auroc=val_auroc, step=progress["step"])
             progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
@@ -233,8 +238,6 @@ class MetaTrainingRun:
         progress["baseline_generator"] = self.baseline_generator.get_state()
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
                         self.config, seed=self.seed, progress=progress)
-        self.log.info("Meta-val average AUROC: %.4f over %d tasks%s", val_auroc, len(self.val_tasks),
-                      f" (new best, saved {saved})" if saved else "")
 
     def _write_metrics(self):
         buffer = io.StringIO()

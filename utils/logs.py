@@ -1,27 +1,45 @@
-"""The 'medselect' logger: lines go through tqdm (so progress bars stay intact) and to a run log file."""
+"""The 'medselect' logger: lines go through tqdm (so progress bars stay intact) and to a run log file.
+
+Most lines go to stderr. The few that the original code printed on stdout, which users' scripts
+read (run_selector.py's progress, meta-validation and save lines), are logged with
+``extra=ORIGINAL_LINE``: they go to stdout instead, with the original's leading text.
+"""
 import logging
 import sys
 
 from tqdm import tqdm
 
 LOGGER_NAME = "medselect"
+ORIGINAL_LINE = {"original_line": True}  # log.info(..., extra=ORIGINAL_LINE): a line of the original's stdout
+
+
+def _is_original_line(record):
+    return getattr(record, "original_line", False)
 
 
 class _TqdmHandler(logging.Handler):
+    """Writes through tqdm to sys.stdout or sys.stderr (looked up at each line, so redirection works)."""
+
+    def __init__(self, stream_name):
+        super().__init__()
+        self.stream_name = stream_name
+
     def emit(self, record):
-        tqdm.write(self.format(record), file=sys.stderr)
+        tqdm.write(self.format(record), file=getattr(sys, self.stream_name))
 
 
 def setup_logging(log_file=None):
-    """Log INFO and above to stderr, and to ``log_file`` when given. Returns the logger."""
+    """Log INFO and above to stderr (the original's lines to stdout), and to ``log_file`` when given."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    console = _TqdmHandler()
-    console.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(console)
+    for stream_name, wanted in (("stderr", lambda r: not _is_original_line(r)), ("stdout", _is_original_line)):
+        console = _TqdmHandler(stream_name)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console.addFilter(wanted)
+        logger.addHandler(console)
     if log_file:
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
