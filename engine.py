@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from utils.metrics import batched_auroc
-from utils.sampling import random_selection, sample_selection, top_k_selection
+from utils.sampling import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
-SELECTION_MODES = ("sample", "topk")
+# K draws with replacement (training's), the K highest logits, K distinct draws (select_xrays.py's 'sample')
+SELECTION_MODES = ("sample", "topk", "sample-distinct")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -69,12 +70,15 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
 
 @torch.no_grad()
 def select(selector, table, tasks, k, mode="sample", generator=None):
-    """The selector's K pool positions for each task: multinomial draws ('sample') or the K best ('topk')."""
+    """The selector's K pool positions for each task: multinomial draws ('sample'), the K best ('topk') or
+    K distinct draws ('sample-distinct')."""
     logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
     if mode == "sample":
         return sample_selection(logits, k, generator)[0]
     if mode == "topk":
         return top_k_selection(logits, k)
+    if mode == "sample-distinct":
+        return distinct_sample_selection(logits, k, generator)
     raise ValueError(f"selection mode must be one of {SELECTION_MODES}, got {mode!r}")
 
 

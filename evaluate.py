@@ -12,8 +12,9 @@ selection_analysis.csv/.png. Nothing is written until everything is computed.
 
 MedSelect is evaluated as separate methods, because its selection mode changes the result:
 medselect-sample (K multinomial draws, as in training), medselect-topk (the K highest logits),
-medselect (the mode of --selection) and, when asked, medselect-untrained (the same architecture
-with the initial weights of the training run's seed: what training bought).
+medselect (the mode of --selection) and, when asked, medselect-sample-distinct (K distinct
+draws: select_xrays.py's 'sample') and medselect-untrained (the same architecture with the
+initial weights of the training run's seed: what training bought).
 """
 import argparse
 import csv
@@ -46,7 +47,8 @@ from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 MEDSELECT, UNTRAINED = "medselect", "medselect-untrained"
 # MedSelect variant -> its selection mode (None: the mode of --selection). The order is that of the paired
 # differences: each variant is compared with every variant after it and with every baseline.
-MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": "sample", "medselect-topk": "topk", UNTRAINED: None}
+MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": "sample", "medselect-sample-distinct": "sample-distinct",
+                   "medselect-topk": "topk", UNTRAINED: None}
 METHODS = tuple(MEDSELECT_MODES) + BASELINE_METHODS
 DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
 GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
@@ -69,7 +71,7 @@ def get_args_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", default=None,
                         help="selector checkpoint of run_selector.py (or the original code); required with "
-                             "the medselect method")
+                             "the medselect methods")
     parser.add_argument("--test_pos_csv", required=True,
                         help="meta-test positives (embeddings in the .hdf5 of the same name beside it)")
     parser.add_argument("--test_norm_csv", required=True, help="meta-test normals")
@@ -81,17 +83,22 @@ def get_args_parser():
                         help=f"comma-separated methods to compare, from: {', '.join(METHODS)}")
     parser.add_argument("--selection", choices=SELECTION_MODES, default="sample",
                         help="selection of the methods 'medselect' and 'medselect-untrained': K multinomial draws "
-                             "from softmax(logits), seeded (the original's behaviour), or the K highest logits")
+                             "from softmax(logits), seeded (the original's behaviour), the K highest logits, or K "
+                             "distinct draws (select_xrays.py's 'sample')")
     parser.add_argument("--num_tasks", type=int, default=None,
                         help="tasks per condition group; default: NUM_META_TEST_TASKS")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tasks, selections and bootstrap")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the tasks, selections and bootstrap; also of medselect-untrained's initial "
+                             "weights when the checkpoint does not record its run's seed (the original's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a value of the checkpoint's configuration, e.g. --set K=10 (repeatable)")
+                        help="override a value of the checkpoint's configuration, e.g. --set K=10, or --set "
+                             "USE_ASL=True for a checkpoint of the original code trained with Age/Sex/Laterality "
+                             "(its checkpoints record no configuration) (repeatable)")
     parser.add_argument("--batch_size", type=int, default=None, help="tasks per batch; default: BATCH_SIZE")
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--analysis", action="store_true",
-                        help="also compare what medselect and kmedoids select (distances among the selected "
-                             "embeddings, fraction positive, age, sex, view)")
+                        help="also compare what the first trained MedSelect variant of --methods and kmedoids "
+                             "select (distances among the selected embeddings, fraction positive, age, sex, view)")
     parser.add_argument("--device", default=None, help="torch device; default: cuda when available, else cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     return parser
@@ -332,7 +339,8 @@ def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
 
 
 def markdown_report(rows, methods, seconds_per_task, num_tasks, config, args):
-    """The results as Markdown: AUROC table, paired-difference table, selection time per task."""
+    """The results as Markdown: AUROC table, one paired-difference table per MedSelect variant, selection time
+    per task."""
     cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
     by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
     modes = ", ".join(f"{m}: {selection_mode(m, args.selection)}" for m in methods if m in MEDSELECT_MODES)

@@ -193,7 +193,8 @@ def run_evaluate(argv, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--methods", "medselect,kmeans"], "unknown method(s) kmeans; valid: medselect, medselect-sample, "
-                                        "medselect-topk, medselect-untrained, random, kmedoids, kmedoids-fasterpam"),
+                                        "medselect-sample-distinct, medselect-topk, medselect-untrained, random, "
+                                        "kmedoids, kmedoids-fasterpam"),
     (["--conditions", "Edema,Fracture"], "unknown condition(s) 'Fracture'; valid: seen, unseen, all"),
     (["--set", "USE_ASL=True"], f"trained on inputs of size {DIM}, but the data gives {DIM + 3}"),
     (["--set", "UNLABELED_POOL_SIZE=300"], "'Consolidation' has 30 positive X-ray(s)"),
@@ -248,8 +249,8 @@ def test_command_line_script(data, tmp_path):
                              "--methods", "best"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --methods: unknown method(s) best; valid: medselect, medselect-sample, medselect-topk, "
-        "medselect-untrained, random, kmedoids, kmedoids-fasterpam, typiclust, probcover, coreset"]
+        "error: --methods: unknown method(s) best; valid: medselect, medselect-sample, medselect-sample-distinct, "
+        "medselect-topk, medselect-untrained, random, kmedoids, kmedoids-fasterpam, typiclust, probcover, coreset"]
 
 
 def test_a_group_gives_the_same_numbers_alone_or_with_the_other(data, tmp_path):

@@ -44,6 +44,24 @@ def test_variants_are_the_selection_modes_and_plain_medselect_follows_selection(
     np.testing.assert_array_equal(plain["medselect_auroc"], both["medselect-sample_auroc"])
 
 
+def test_sample_distinct_draws_k_different_x_rays(data, tmp_path, monkeypatch):
+    """medselect-sample-distinct (select_xrays.py's 'sample') never repeats an X-ray; medselect-sample may."""
+    chosen = {}
+    real_select = evaluate.select
+
+    def recording_select(selector, table, tasks, k, mode, generator):
+        selection = real_select(selector, table, tasks, k, mode, generator)
+        chosen.setdefault(mode, []).append(selection)
+        return selection
+
+    monkeypatch.setattr(evaluate, "select", recording_select)
+    evaluate_per_task(data, tmp_path / "out", "--checkpoint", data["checkpoint"],
+                      "--methods", "medselect-sample,medselect-sample-distinct")
+    distinct = torch.cat(chosen["sample-distinct"])
+    assert len(distinct) == 24 and all(len(set(row)) == len(row) for row in distinct.tolist())
+    assert any(len(set(row)) < len(row) for row in torch.cat(chosen["sample"]).tolist())
+
+
 def test_topk_is_the_k_highest_logits(data, tmp_path):
     """medselect-topk's AUROC of each seen task, from the selector's K best X-rays and scikit-learn."""
     per_task = evaluate_per_task(data, tmp_path / "out", "--checkpoint", data["checkpoint"], "--conditions", "seen",

@@ -1,7 +1,9 @@
 import numpy as np
 import torch
 
-from utils.sampling import random_selection, sample_selection, top_k_selection
+import itertools
+
+from utils.sampling import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
 
 def test_log_prob_equals_torch_multinomial():
@@ -26,6 +28,20 @@ def test_draws_follow_softmax_with_replacement():
     np.testing.assert_allclose(frequencies, [0.5, 0.3, 0.2], atol=0.01)
     # With replacement: some tasks select the same position twice.
     assert any(len(set(row.tolist())) < 5 for row in idx)
+
+
+def test_distinct_draws_follow_softmax_without_replacement():
+    """P(i among the 2 drawn) = p_i + sum over j != i of p_j p_i / (1 - p_j): draw j first, then i among the rest."""
+    p = np.array([0.5, 0.3, 0.15, 0.05])
+    expected = [p[i] + sum(p[j] * p[i] / (1 - p[j]) for j in range(4) if j != i) for i in range(4)]
+    assert abs(sum(expected) - 2.0) < 1e-12  # two X-rays are drawn
+    draws = 20000
+    idx = distinct_sample_selection(torch.log(torch.tensor(p)).expand(draws, 4), 2, torch.Generator().manual_seed(3))
+    assert all(row[0] != row[1] for row in idx.tolist()[:500])
+    frequencies = np.bincount(idx.flatten().numpy(), minlength=4) / draws
+    np.testing.assert_allclose(frequencies, expected, atol=4.5 * np.sqrt(0.25 / draws))
+    pairs = {tuple(sorted(pair)) for pair in idx.tolist()}
+    assert pairs == set(itertools.combinations(range(4), 2))
 
 
 def test_random_selection_is_distinct_and_uniform():

@@ -21,6 +21,13 @@ def sample_selection(logits, k, generator=None):
     return idx, log_prob
 
 
+def distinct_sample_selection(logits, k, generator=None):
+    """K distinct positions drawn from softmax(logits) one after another, each draw without the positions
+    already drawn: the selection select_xrays.py's 'sample' makes (a label is never spent twice on one
+    X-ray). logits (B, P) -> idx (B, k)."""
+    return torch.multinomial(torch.softmax(logits.detach(), dim=-1), k, replacement=False, generator=generator)
+
+
 def top_k_selection(logits, k):
     """The k pool positions with the highest logits: a deterministic selection. (B, P) -> (B, k)."""
     return logits.topk(k, dim=-1).indices
