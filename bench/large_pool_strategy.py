@@ -15,10 +15,10 @@ compares the strategies of medselect/selection.py, each with the 'topk' and the
   size, each picking a share of the K proportional to its size;
 * whole:  the BiLSTM reads the whole pool as one sequence;
 
-with random and k-medoids selections as references, by mean query AUROC over
-identical deterministic tasks (same pools, same query sets, same reading order
-for both strategies), with 95% bootstrap CIs and paired differences
-(utils/stats.py, as evaluate.py). Results: --out/results.md and results.json.
+with random and k-medoids (the paper's and FasterPAM) selections as references,
+by mean query AUROC over identical deterministic tasks (same pools, same query
+sets, same reading order for both strategies), with 95% bootstrap CIs and paired
+differences (utils/stats.py, as evaluate.py). Results: --out/results.md and results.json.
 """
 import argparse
 import glob
