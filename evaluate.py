@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.conditions import suggestion
+from data.csv_hdf5 import read_csv
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from engine import SELECTION_MODES, select, selection_auroc
@@ -119,14 +121,15 @@ def main(argv=None):
             raise UserError(f"{name} must be at least {least}, got {value}")
     checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     config = apply_overrides(checkpoint_config(checkpoint) if checkpoint else default_config(), args.overrides)
-    groups = parse_conditions(args.conditions, config)
+    test_columns = read_csv(args.test_pos_csv, header_only=True).columns
+    groups, absent = parse_conditions(args.conditions, config, test_columns, args.test_pos_csv)
     check_output_folder(args.out, args.overwrite)
     device = resolve_device(args.device)
 
     # Read and validate every input before the long part.
     shape = TaskShape.from_config(config)
     conditions = [c for group in groups.values() for c in group]
-    table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"])
+    table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"], config["HOLD_OUT"])
     selectors = {}
     if variants:
         trained = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint)
@@ -144,6 +147,9 @@ def main(argv=None):
                                      num_tasks)
                  for group, group_conditions in groups.items()}
     demographics = read_demographics(args.test_pos_csv, args.test_norm_csv) if args.analysis else None
+    if absent:
+        log.info("%s has no column for %s: evaluating the conditions it has", args.test_pos_csv,
+                 ", ".join(f"{c!r} ({setting})" for c, setting in absent.items()))
     table.to(device)
     log.info("meta-test on %s: %s; K=%d, pool %d, query %d, %d tasks per group; methods %s",
              device, ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()), config["K"], shape.pool_size,
@@ -218,20 +224,45 @@ def analysed_methods(methods):
     return trained[0], ANALYSED_BASELINE
 
 
-def parse_conditions(text, config):
-    """--conditions -> {group: [conditions]}: 'seen', 'unseen', 'all' or names, sorted into their groups."""
+def parse_conditions(text, config, columns, csv_path):
+    """--conditions -> ({group: [conditions]}, {absent condition: its setting}).
+
+    'seen' (NON_HOLD_OUT), 'unseen' (HOLD_OUT) and 'all' (both, the default) keep the conditions that
+    are columns of the test CSV, and report the others as absent; a group asked for by name that has
+    none is an error, as is a condition named explicitly that the CSV lacks.
+    """
     names = [c.strip() for c in text.split(",") if c.strip()]
-    if names in (["all"], [ALL_GROUPS]):
+    explicit_groups = names != [ALL_GROUPS]
+    if names == [ALL_GROUPS]:
         names = list(GROUPS)
-    if all(n in GROUPS for n in names) and names:
-        return {group: list(config[GROUPS[group]]) for group in GROUPS if group in names}
+    if names and all(n in GROUPS for n in names):
+        wanted = {group: list(config[GROUPS[group]]) for group in GROUPS if group in names}
+        absent = {c: GROUPS[group] for group, wanted_conditions in wanted.items() for c in wanted_conditions
+                  if c not in columns}
+        groups = {group: [c for c in wanted_conditions if c in columns] for group, wanted_conditions in wanted.items()}
+        for group, kept in groups.items():
+            if explicit_groups and not wanted[group]:
+                raise UserError(f"--conditions {group}: {GROUPS[group]} is empty in the checkpoint's configuration, "
+                                f"so there is no {group} condition to evaluate")
+            if explicit_groups and not kept:
+                raise UserError(f"--conditions {group}: none of {GROUPS[group]} ({', '.join(wanted[group])}) is a "
+                                f"column of {csv_path}; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+        groups = {group: kept for group, kept in groups.items() if kept}
+        if not groups:
+            raise UserError(f"{csv_path}: has none of the checkpoint's conditions ({', '.join(config['ALL_COND'])}); "
+                            f"{suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+        return groups, absent
     valid = {c: group for group, key in GROUPS.items() for c in config[key]}
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         raise UserError(f"--conditions: unknown condition(s) {', '.join(repr(n) for n in unknown) or '(none)'}; "
                         f"valid: seen, unseen, all, or names from {', '.join(valid)}")
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise UserError(f"--conditions: {csv_path} has no column for {', '.join(repr(n) for n in missing)}; "
+                        f"{suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
     return {group: [n for n in dict.fromkeys(names) if valid[n] == group]
-            for group in GROUPS if any(valid[n] == group for n in names)}
+            for group in GROUPS if any(valid[n] == group for n in names)}, {}
 
 
 def check_output_folder(out, overwrite):

@@ -83,8 +83,10 @@ def main(argv=None):
     # Read and validate all input before anything is written.
     shape = TaskShape.from_config(config)
     conditions = config["NON_HOLD_OUT"]
-    train_table = load_xray_table(args.train_pos_csv, args.train_norm_csv, conditions, config["USE_ASL"])
-    val_table = load_xray_table(args.val_pos_csv, args.val_norm_csv, conditions, config["USE_ASL"])
+    train_table = load_xray_table(args.train_pos_csv, args.train_norm_csv, conditions, config["USE_ASL"],
+                                  config["HOLD_OUT"])
+    val_table = load_xray_table(args.val_pos_csv, args.val_norm_csv, conditions, config["USE_ASL"],
+                                config["HOLD_OUT"])
     if val_table.embedding_size != train_table.embedding_size:
         raise UserError(f"{args.val_pos_csv}: embeddings have size {val_table.embedding_size}, but the training "
                         f"embeddings have size {train_table.embedding_size}")
@@ -99,6 +101,11 @@ def main(argv=None):
     prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
 
     log = setup_logging(os.path.join(args.out, "train.log"))
+    absent = [c for c in config["HOLD_OUT"] if c not in train_table.columns or c not in val_table.columns]
+    if absent:
+        log.info("HOLD_OUT condition(s) %s are not columns of %s / %s: fine here, held-out conditions are not "
+                 "used in meta-training, but evaluate.py's test CSVs need them for the unseen group",
+                 ", ".join(repr(c) for c in absent), args.train_pos_csv, args.val_pos_csv)
     log.info(train_table.describe_labels())
     log.info(val_table.describe_labels())
     train_table.to(device)

@@ -20,13 +20,13 @@ def hdf5_path_for(csv_path):
     return os.path.splitext(csv_path)[0] + ".hdf5"
 
 
-def read_csv(csv_path, required_columns=("Path",)):
-    """Read a CSV, refusing a missing file or missing columns with a one-line error."""
+def read_csv(csv_path, required_columns=("Path",), header_only=False):
+    """Read a CSV (only its header with ``header_only``), refusing a missing file or missing columns in one line."""
     if not os.path.isfile(csv_path):
         raise UserError(f"{csv_path}: CSV file not found")
     try:
-        frame = pd.read_csv(csv_path, low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        frame = pd.read_csv(csv_path, low_memory=False, nrows=0 if header_only else None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
         raise UserError(f"{csv_path}: cannot read CSV ({str(err).strip().splitlines()[0]})") from None
     missing = [c for c in required_columns if c not in frame.columns]
     if missing:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+import constants
 from data.asl import ASL_SIZE, asl_features
+from data.conditions import require_condition_columns
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
-from data.labels import POSITIVE_VALUES, UNCERTAIN
+from data.labels import POSITIVE_VALUES, UNCERTAIN, numeric_labels
 
 
 @dataclass
@@ -24,6 +26,7 @@ class XrayTable:
     num_normal_rows: int
     positive_csv: str
     normal_csv: str
+    columns: tuple = ()  # the positive CSV's column names
     _buffer: torch.Tensor | None = field(default=None, init=False, repr=False)  # see selector_input
 
     @property
@@ -82,9 +85,14 @@ class XrayTable:
         return self.embeddings.index_select(0, rows.reshape(-1)).view(*rows.shape, self.embedding_size)
 
 
-def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):
-    """Read and validate a split's CSV/HDF5 pairs; every problem is a one-line UserError."""
-    positive_frame = read_csv(positive_csv, required_columns=["Path", *conditions])
+def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False, hold_out=constants.HOLD_OUT):
+    """Read and validate a split's CSV/HDF5 pairs; every problem is a one-line UserError.
+
+    ``hold_out`` only shapes the settings suggested when a condition column is missing.
+    """
+    positive_frame = read_csv(positive_csv, required_columns=["Path"])
+    require_condition_columns(positive_frame, conditions, positive_csv, hold_out)
+    positive_frame = numeric_labels(positive_frame, conditions, positive_csv)
     normal_frame = read_csv(normal_csv)
     positive_hdf5, normal_hdf5 = hdf5_path_for(positive_csv), hdf5_path_for(normal_csv)
     _, dim = embedding_shape(positive_hdf5)
@@ -107,4 +115,4 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False):
     return XrayTable(embeddings=torch.from_numpy(embeddings), asl=asl, positive_rows=positive_rows,
                      uncertain_counts=uncertain_counts,
                      num_positive_csv_rows=num_positive, num_normal_rows=num_normal,
-                     positive_csv=positive_csv, normal_csv=normal_csv)
+                     positive_csv=positive_csv, normal_csv=normal_csv, columns=tuple(positive_frame.columns))

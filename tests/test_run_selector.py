@@ -190,7 +190,10 @@ def test_bad_inputs(tiny_data, tmp_path, capsys):
     pd.read_csv(train_pos).drop(columns=["Cardiomegaly"]).to_csv(no_condition, index=False)
     os.link(train_pos.replace(".csv", ".hdf5"), no_condition.replace(".csv", ".hdf5"))
     err = run_expecting_error(replace_arg(tiny_data, "--train_pos_csv", no_condition), out, capsys=capsys)
-    assert "missing column(s) 'Cardiomegaly'" in err
+    # The suggested settings name the columns the CSV does have: the eight without Cardiomegaly.
+    assert ("nocond.csv: no column for condition(s) 'Cardiomegaly' (named by NON_HOLD_OUT / HOLD_OUT); its "
+            "condition columns fit: --set 'NON_HOLD_OUT=Consolidation,Lung Opacity,Pleural Effusion,Pneumothorax,"
+            "Enlarged Cardiomediastinum' --set HOLD_OUT=Atelectasis,Edema") in err
 
     short = os.path.join(folder, "short.csv")
     pd.read_csv(train_pos).iloc[:-3].to_csv(short, index=False)

@@ -16,7 +16,7 @@ import torch
 from data.asl import ASL_SIZE
 from models.lstm_selector import LSTMSelector
 from utils.atomic import atomic_torch_save
-from utils.config import default_config
+from utils.config import default_config, with_all_conditions
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
 
@@ -63,10 +63,13 @@ def _without_data_parallel_prefix(state, path):
 
 
 def checkpoint_config(checkpoint):
-    """The configuration stored in the checkpoint; constants.py defaults for the original's checkpoints."""
+    """The configuration stored in the checkpoint; constants.py defaults for the original's checkpoints.
+
+    A stored ALL_COND (earlier checkpoints of this project hold one) is replaced by NON_HOLD_OUT + HOLD_OUT.
+    """
     config = default_config()
     config.update(checkpoint.get("config") or {})
-    return config
+    return with_all_conditions(config)
 
 
 def checkpoint_seed(checkpoint, default):

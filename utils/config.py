@@ -2,18 +2,31 @@
 
 Overrides use the same names as constants.py, are type-checked against the
 default's type, and unknown names are refused with the list of valid ones.
+``ALL_COND`` is not a setting: it is always ``NON_HOLD_OUT + HOLD_OUT``, derived
+here whenever a configuration is made, so it can never disagree with them.
 """
 import ast
 import math
+import shlex
 
 import constants
 from utils.errors import UserError
 
+CONDITION_SETTINGS = ("NON_HOLD_OUT", "HOLD_OUT")  # the settings that name condition columns
+DERIVED = "ALL_COND"  # NON_HOLD_OUT + HOLD_OUT, never set on its own
+
 
 def default_config():
     """Every upper-case value of constants.py, as a plain dict (lists copied)."""
-    return {name: (list(value) if isinstance(value, list) else value)
-            for name, value in vars(constants).items() if name.isupper()}
+    config = {name: (list(value) if isinstance(value, list) else value)
+              for name, value in vars(constants).items() if name.isupper()}
+    return with_all_conditions(config)
+
+
+def with_all_conditions(config):
+    """``config`` with ALL_COND set to NON_HOLD_OUT + HOLD_OUT (a stored ALL_COND is replaced, not trusted)."""
+    config[DERIVED] = list(config["NON_HOLD_OUT"]) + list(config["HOLD_OUT"])
+    return config
 
 
 def apply_overrides(config, assignments):
@@ -24,11 +37,21 @@ def apply_overrides(config, assignments):
         name = name.strip()
         if not sep:
             raise UserError(f"--set expects NAME=VALUE, got {assignment!r}")
+        if name == DERIVED:
+            example = shlex.quote(f"NON_HOLD_OUT={text.strip() or 'Pneumonia'}")
+            raise UserError(f"--set {DERIVED}: not a setting; it is always NON_HOLD_OUT + HOLD_OUT. Name the "
+                            f"conditions with those, e.g. --set {example} --set HOLD_OUT= (HOLD_OUT may be empty)")
         if name not in config:
-            raise UserError(f"--set: unknown name {name!r}; valid names: {', '.join(sorted(config))}")
+            valid = sorted(n for n in config if n != DERIVED)
+            raise UserError(f"--set: unknown name {name!r}; valid names: {', '.join(valid)}")
         config[name] = _parse_like(name, text.strip(), config[name])
-    validate_config(config)
+    validate_config(with_all_conditions(config))
     return config
+
+
+def overridden_names(assignments):
+    """The names that ``NAME=VALUE`` strings set (unchecked), e.g. to tell whether conditions were given."""
+    return {assignment.partition("=")[0].strip() for assignment in assignments or []}
 
 
 def _parse_like(name, text, default):
@@ -83,5 +106,13 @@ def validate_config(config):
     for name in ("NUM_META_TRAIN_TASKS", "NUM_META_TEST_TASKS", "NUM_EPOCHS", "BATCH_SIZE"):
         require(config[name] >= 1, f"{name} must be at least 1, got {config[name]}")
     require(config["LEARNING_RATE"] > 0, f"LEARNING_RATE must be positive, got {config['LEARNING_RATE']}")
-    for name in ("HOLD_OUT", "NON_HOLD_OUT", "ALL_COND"):
-        require(len(config[name]) > 0, f"{name} must name at least one condition")
+    # HOLD_OUT may be empty: a dataset with one condition has nothing to hold out.
+    require(len(config["NON_HOLD_OUT"]) > 0, "NON_HOLD_OUT must name at least one condition (the conditions of "
+                                             "meta-training)")
+    for name in CONDITION_SETTINGS:
+        for i, condition in enumerate(config[name]):
+            require(condition not in config[name][:i], f"{name} names {condition!r} twice")
+    for condition in config["HOLD_OUT"]:
+        require(condition not in config["NON_HOLD_OUT"],
+                f"{condition!r} is in both NON_HOLD_OUT and HOLD_OUT; a held-out condition must not be seen in "
+                "meta-training, or its 'unseen' result means nothing")

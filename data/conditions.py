@@ -1,0 +1,69 @@
+"""Which condition columns a CSV has, and the ``--set`` line that names them.
+
+The conditions a run uses are two settings, ``NON_HOLD_OUT`` (meta-training) and
+``HOLD_OUT`` (never seen in meta-training; may be empty). A dataset other than
+CheXpert has other columns, so every error about a missing condition column
+says which ``--set NON_HOLD_OUT=... --set HOLD_OUT=...`` fits the CSV at hand.
+"""
+import shlex
+
+import pandas as pd
+
+from data.labels import LABEL_VALUES, POSITIVE_VALUES
+from utils.errors import UserError
+
+NO_FINDING = "No Finding"
+# CheXpert-layout columns that hold 1/0/-1 labels but are not findings a task can be about.
+NOT_CONDITIONS = ("Path", "Sex", "Age", "Frontal/Lateral", "Laterality", "AP/PA", NO_FINDING, "Support Devices")
+
+
+def label_columns(frame):
+    """The columns of ``frame`` that look like condition labels: only 1, 0, -1 or blank, at least one positive.
+
+    Used to suggest settings, never to choose them silently.
+    """
+    found = []
+    for column in frame.columns:
+        if column in NOT_CONDITIONS or str(column).startswith("Unnamed:"):
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if (values.notna() | frame[column].isna()).all() and values.dropna().isin(LABEL_VALUES).all() \
+                and values.isin(POSITIVE_VALUES).any():
+            found.append(column)
+    return found
+
+
+def split_conditions(conditions, hold_out_preference):
+    """(NON_HOLD_OUT, HOLD_OUT) for ``conditions``: the preferred held-out ones among them are held out,
+    unless that would leave nothing to meta-train on."""
+    hold_out = [c for c in conditions if c in hold_out_preference]
+    non_hold_out = [c for c in conditions if c not in hold_out]
+    if not non_hold_out:
+        return list(conditions), []
+    return non_hold_out, hold_out
+
+
+def set_line(non_hold_out, hold_out, other_settings=()):
+    """The exact command-line words: ``--set NAME=VALUE`` for ``other_settings`` then both condition settings."""
+    assignments = [*other_settings, f"NON_HOLD_OUT={','.join(non_hold_out)}", f"HOLD_OUT={','.join(hold_out)}"]
+    return " ".join(f"--set {shlex.quote(a)}" for a in assignments)
+
+
+def suggestion(frame, hold_out_preference, available=None):
+    """A sentence naming the ``--set`` line that fits the condition columns ``available`` (by default: the
+    label-like columns of ``frame``), or saying there are none."""
+    columns = label_columns(frame) if available is None else list(available)
+    if not columns:
+        return ("it has no column of 1/0/-1 labels besides 'No Finding' to use as a condition (positives are 1, "
+                "or -1 for uncertain)")
+    non_hold_out, hold_out = split_conditions(columns, hold_out_preference)
+    return f"its condition columns fit: {set_line(non_hold_out, hold_out)}"
+
+
+def require_condition_columns(frame, conditions, source, hold_out_preference, purpose="named by NON_HOLD_OUT / "
+                              "HOLD_OUT", available=None):
+    """Refuse ``frame`` when it lacks a column for one of ``conditions``, suggesting the settings that fit it."""
+    missing = [c for c in conditions if c not in frame.columns]
+    if missing:
+        raise UserError(f"{source}: no column for condition(s) {', '.join(repr(c) for c in missing)} "
+                        f"({purpose}); {suggestion(frame, hold_out_preference, available)}")
