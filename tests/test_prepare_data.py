@@ -1,5 +1,7 @@
 """prepare_data.py on a hand-made CheXpert-like CSV: uncertain counts as positive, splits by patient, counts."""
+import json
 import os
+import shlex
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,8 @@ import pytest
 import prepare_data
 from constants import ALL_COND
 from tests.conftest import run_main
+from tests.dataset_layouts import pneumonia_rows, write_pneumonia
+from utils.config import apply_overrides, default_config
 
 NAN = np.nan
 COLUMNS = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", *ALL_COND, "Support Devices"]
@@ -122,14 +126,18 @@ def assert_refused(argv, capsys, folder, *expected):
     for text in expected:
         assert text in err, err
     assert sorted(os.listdir(folder)) == before
+    return err
 
 
 def test_bad_input(tmp_path, capsys):
     rows = hand_made_rows()
     good = write_chexpert(tmp_path / "train.csv", rows)
     out = ["--out", tmp_path / "out"]
-    pd.DataFrame(rows).drop(columns=["Edema", "No Finding"]).to_csv(tmp_path / "cols.csv", index=False)
-    assert_refused(["--train_csv", tmp_path / "cols.csv", *out], capsys, tmp_path, "'No Finding'", "'Edema'")
+    pd.DataFrame(rows).drop(columns=["No Finding"]).to_csv(tmp_path / "cols.csv", index=False)
+    assert_refused(["--train_csv", tmp_path / "cols.csv", *out], capsys, tmp_path,
+                   "not a chexpert label file: missing column(s) 'No Finding'; it fits none of the layouts")
+    pd.DataFrame(rows).drop(columns=["Edema"]).to_csv(tmp_path / "cols.csv", index=False)
+    assert_refused(["--train_csv", tmp_path / "cols.csv", *out], capsys, tmp_path, "no column for condition(s) 'Edema'")
     assert_refused(["--train_csv", tmp_path / "none.csv", *out], capsys, tmp_path, "not found")
     lateral = write_chexpert(tmp_path / "lateral.csv", [chexpert_row(1, 1, 1, frontal=False, Edema=1.0)])
     assert_refused(["--train_csv", lateral, "--frontal_only", *out], capsys, tmp_path, "no rows left")
@@ -141,9 +149,10 @@ def test_bad_input(tmp_path, capsys):
     odd.to_csv(tmp_path / "odd.csv", index=False)
     assert_refused(["--train_csv", tmp_path / "odd.csv", *out], capsys, tmp_path, "'Edema' row 5", "2.0")
     nameless = pd.DataFrame(rows, columns=COLUMNS)
-    nameless.loc[3, "Path"] = "images/x.jpg"
+    nameless.loc[6, "Path"] = "images/x.jpg"  # a normal X-ray (row 3, neither positive nor normal, is not written)
     nameless.to_csv(tmp_path / "nameless.csv", index=False)
-    assert_refused(["--train_csv", tmp_path / "nameless.csv", *out], capsys, tmp_path, "row 3", "images/x.jpg")
+    assert_refused(["--train_csv", tmp_path / "nameless.csv", *out], capsys, tmp_path, "row 6", "images/x.jpg",
+                   "--patient_column NAME, or pass --no_patient")
     assert_refused(["--train_csv", good, "--set", "NO_SUCH=1", *out], capsys, tmp_path, "unknown name")
     assert run(["--train_csv", good, *out], capsys)[0] == 0
     before = (tmp_path / "out" / "train_pos.csv").read_bytes()
@@ -156,3 +165,119 @@ def test_fraction_bounds(tmp_path, capsys, frac):
     good = write_chexpert(tmp_path / "train.csv", hand_made_rows())
     assert_refused(["--train_csv", good, "--val_frac", frac, "--out", tmp_path / "out"], capsys, tmp_path,
                    "--val_frac")
+
+
+# Your own dataset: one condition, its own patient column and official split (tests/dataset_layouts.py).
+# Task: pool 4 (2 positive) + query 2 (1 positive) -> 3 positives and 3 normals per task.
+OWN_TASK = ["--set", "UNLABELED_POOL_SIZE=4", "--set", "QUERY_SET_SIZE=2", "--set", "K=2"]
+PNEUMONIA_ONLY = ["--set", "NON_HOLD_OUT=Pneumonia", "--set", "HOLD_OUT="]
+
+
+def test_own_dataset_patient_column_official_split_and_settings_line(tmp_path, capsys):
+    csv = write_pneumonia(tmp_path / "pneumonia.csv")
+    out = ["--out", tmp_path / "out"]
+    own = ["--train_csv", csv, "--patient_column", "PatientID", "--split_column", "split", *OWN_TASK]
+    # CheXpert's eight conditions are not there: the error gives the settings that fit the CSV.
+    err = assert_refused([*own, *out], capsys, tmp_path, "no column for condition(s) 'Consolidation'")
+    assert err.endswith("its condition columns fit: --set NON_HOLD_OUT=Pneumonia --set HOLD_OUT=\n")
+    # No patientNNNNN in its Paths: the error names the column to give.
+    assert_refused(["--train_csv", csv, *PNEUMONIA_ONLY, *out], capsys, tmp_path,
+                   "row 0: cannot find the patient in Path 'images/P01_0.jpeg'",
+                   "name the patient column with --patient_column (e.g. 'PatientID')")
+
+    code, stdout, err = run([*own, *PNEUMONIA_ONLY, *out], capsys)
+    assert code == 0, err
+    splits = read_splits(tmp_path / "out")
+    frame = pneumonia_rows()
+    for split in ("train", "val", "test"):  # every row in the split its column names, positives and normals apart
+        expected = frame[frame["split"] == split]
+        assert sorted(splits[f"{split}_pos"]["Path"]) == sorted(expected[expected["Pneumonia"] == 1]["Path"])
+        assert sorted(splits[f"{split}_norm"]["Path"]) == sorted(expected[expected["Pneumonia"] == 0]["Path"])
+    counts = pd.read_csv(tmp_path / "out" / "counts.csv", index_col=0)
+    assert counts.loc["patients"].tolist() == [4, 2, 2] and counts.loc["Pneumonia"].tolist() == [6, 3, 3]
+    # The exact settings to give run_selector.py and evaluate.py, the task shape included.
+    line = ("--set UNLABELED_POOL_SIZE=4 --set QUERY_SET_SIZE=2 --set K=2 --set NON_HOLD_OUT=Pneumonia "
+            "--set HOLD_OUT=")
+    assert stdout.rstrip().endswith(line)
+    summary = json.loads((tmp_path / "out" / "prepare_data.json").read_text())
+    assert summary["set"] == line and summary["patient"] == "PatientID" and summary["split"] == "column split"
+
+
+def test_official_split_without_validation_and_bad_split_names(tmp_path, capsys):
+    # P05 and P06 are training patients here; the split column says 'Train' / 'Test' only.
+    frame = pneumonia_rows()
+    frame["split"] = frame["split"].map({"train": "Train", "val": "Train", "test": "Test"})
+    frame.to_csv(tmp_path / "two_part.csv", index=False)
+    argv = ["--train_csv", tmp_path / "two_part.csv", "--patient_column", "PatientID", "--split_column", "split",
+            "--val_frac", 0.34, *PNEUMONIA_ONLY, *OWN_TASK]
+    code, _, err = run([*argv, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    splits = read_splits(tmp_path / "out")
+    patients = {s: set(pd.concat([splits[f"{s}_pos"], splits[f"{s}_norm"]])["PatientID"])
+                for s in ("train", "val", "test")}
+    assert patients["test"] == {"P07", "P08"}
+    assert len(patients["val"]) == 2 and patients["train"] | patients["val"] == {"P01", "P02", "P03", "P04", "P05",
+                                                                              "P06"}
+    assert not patients["train"] & patients["val"]  # round(0.34 x 6) = 2 whole patients
+    assert_refused([*argv, "--test_frac", 0.2, "--out", tmp_path / "o2"], capsys, tmp_path,
+                   "--test_frac is not used with an official split")
+    bad = write_pneumonia(tmp_path / "bad.csv", split={4: "holdout"})
+    assert_refused(["--train_csv", bad, "--patient_column", "PatientID", "--split_column", "split", *PNEUMONIA_ONLY,
+                    "--out", tmp_path / "o3"], capsys, tmp_path,
+                   "column 'split': row 4 is 'holdout'; allowed split names: train, training, val, valid")
+    nobody = write_pneumonia(tmp_path / "nobody.csv", PatientID={2: " "})
+    assert_refused(["--train_csv", nobody, "--patient_column", "PatientID", *PNEUMONIA_ONLY, "--out",
+                    tmp_path / "o4"], capsys, tmp_path, "column 'PatientID' row 2 names no patient")
+    assert_refused(["--train_csv", nobody, "--patient_column", "Patient", *PNEUMONIA_ONLY, "--out",
+                    tmp_path / "o4"], capsys, tmp_path, "--patient_column 'Patient': no such column")
+
+
+def test_no_patient_warns_and_counts_no_patients(tmp_path, capsys):
+    csv = write_pneumonia(tmp_path / "pneumonia.csv")
+    code, _, err = run(["--train_csv", csv, "--no_patient", "--split_column", "split", *PNEUMONIA_ONLY, *OWN_TASK,
+                        "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert "--no_patient: X-rays are split one by one, so images of one patient may land in different splits" in err
+    counts = pd.read_csv(tmp_path / "out" / "counts.csv", index_col=0)
+    assert "patients" not in counts.index and counts.loc["positive X-rays"].tolist() == [6, 3, 3]
+    assert json.loads((tmp_path / "out" / "prepare_data.json").read_text())["patient"] == "none"
+
+
+def test_settings_line_keeps_conditions_with_enough_positives(tmp_path, capsys):
+    """Pneumonia has 6 / 3 / 3 positives, Covid 1 / 0 / 3, Tuberculosis 1 / 1 / 1; a task needs 3."""
+    csv = write_pneumonia(tmp_path / "three.csv", extra_findings=True)
+    own = ["--train_csv", csv, "--patient_column", "PatientID", "--split_column", "split", "--set", "K=2",
+           "--set", "UNLABELED_POOL_SIZE=4", "--set", "QUERY_SET_SIZE=2"]
+    # Covid held out: it needs its positives in test only.
+    code, stdout, err = run([*own, "--set", "NON_HOLD_OUT=Pneumonia,Tuberculosis", "--set", "HOLD_OUT=Covid",
+                             "--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    line = stdout.rstrip().splitlines()[-1].strip()
+    assert line == ("--set K=2 --set UNLABELED_POOL_SIZE=4 --set QUERY_SET_SIZE=2 --set NON_HOLD_OUT=Pneumonia "
+                    "--set HOLD_OUT=Covid")
+    config = apply_overrides(default_config(), [w for w in shlex.split(line) if w != "--set"])
+    assert config["NON_HOLD_OUT"] == ["Pneumonia"] and config["HOLD_OUT"] == ["Covid"]
+    assert "train: 'Tuberculosis' has 1 positives; one task needs 3 positives" in err
+    # Covid meta-trained on: it lacks training positives, so the line leaves it out.
+    code, stdout, _ = run([*own, "--set", "NON_HOLD_OUT=Pneumonia,Tuberculosis,Covid", "--set", "HOLD_OUT=",
+                           "--out", tmp_path / "b"], capsys)
+    assert code == 0 and stdout.rstrip().endswith("--set NON_HOLD_OUT=Pneumonia --set HOLD_OUT=")
+    # Positive = any condition in use: every Pneumonia-positive row, and no other.
+    positives = pd.concat([pd.read_csv(tmp_path / "b" / f"{s}_pos.csv") for s in ("train", "val", "test")])
+    assert len(positives) == 12 and (positives["Pneumonia"] == 1).all()
+
+
+def test_all_cond_is_not_a_setting_and_out_under_a_file(tmp_path, capsys):
+    csv = write_pneumonia(tmp_path / "pneumonia.csv")
+    own = ["--train_csv", csv, "--patient_column", "PatientID", "--split_column", "split"]
+    err = assert_refused([*own, "--set", "ALL_COND=Pneumonia", "--out", tmp_path / "out"], capsys, tmp_path,
+                         "--set ALL_COND: not a setting; it is always NON_HOLD_OUT + HOLD_OUT")
+    assert "--set NON_HOLD_OUT=Pneumonia --set HOLD_OUT=" in err
+    (tmp_path / "a_file").write_text("x")
+    # Checked before any work: the missing CSV is not even looked at.
+    assert_refused(["--train_csv", tmp_path / "missing.csv", "--out", tmp_path / "a_file" / "splits"], capsys,
+                   tmp_path, f"--out {tmp_path / 'a_file' / 'splits'}: {tmp_path / 'a_file'} is a file, so the "
+                             "folder cannot be made under it")
+    assert (tmp_path / "a_file").read_text() == "x"
+    assert_refused(["--train_csv", tmp_path / "missing.csv", "--out", tmp_path / "a_file"], capsys, tmp_path,
+                   "exists and is not a folder")
