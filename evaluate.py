@@ -249,8 +249,8 @@ def parse_conditions(text, config, columns, csv_path):
                                 f"column of {csv_path}; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
         groups = {group: kept for group, kept in groups.items() if kept}
         if not groups:
-            raise UserError(f"{csv_path}: has none of the checkpoint's conditions ({', '.join(config['ALL_COND'])}); "
-                            f"{suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+            raise UserError(f"{csv_path}: none of the checkpoint's conditions ({', '.join(config['ALL_COND'])}) is "
+                            f"a column; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
         return groups, absent
     valid = {c: group for group, key in GROUPS.items() for c in config[key]}
     unknown = [n for n in names if n not in valid]

@@ -12,8 +12,8 @@ one condition in use is 1 or -1; uncertain (-1) counts as positive and is writte
 as 1.0. Normal: 'No Finding' is 1. The split is by patient (no patient in two
 splits) unless an official split is kept. A table of counts per condition and
 split is printed and saved as counts.csv, then the ``--set`` line naming the
-conditions that have enough positives for a task, to give run_selector.py and
-evaluate.py. Every check happens before anything is written.
+conditions that have enough positives for a task, to give run_selector.py.
+Every check happens before anything is written.
 """
 import argparse
 import logging
@@ -67,11 +67,11 @@ def get_args_parser():
                              "check without it")
     parser.add_argument("--out", required=True, help="output folder for the split CSVs (created if missing)")
     parser.add_argument("--val_frac", type=float, default=None,
-                        help=f"fraction of patients in the validation split (default {DEFAULT_VAL_FRAC}; with an "
-                             "official split that has none: fraction of its training patients)")
+                        help=f"fraction of patients in the validation split, {DEFAULT_VAL_FRAC} when not given "
+                             "(with an official split that has none: fraction of its training patients)")
     parser.add_argument("--test_frac", type=float, default=None,
-                        help=f"fraction of patients in the test split (default {DEFAULT_TEST_FRAC}; not used with "
-                             "an official split)")
+                        help=f"fraction of patients in the test split, {DEFAULT_TEST_FRAC} when not given (not "
+                             "used with an official split)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random assignment of patients to splits")
     parser.add_argument("--frontal_only", action="store_true", help="keep only frontal views (Frontal/Lateral)")
     parser.add_argument("--patient_column", default=None, metavar="NAME",
@@ -106,26 +106,12 @@ def main(argv=None):
     outputs = {f"{split}_{kind}": os.path.join(args.out, f"{split}_{kind}.csv") for split in SPLITS for kind in KINDS}
     check_output_folder(args.out, outputs, args.overwrite)
 
+    # Read and check everything before anything is written.
     # NIH's findings are not CheXpert's eight: unless conditions are given, every NIH finding is one.
     conditions = None if args.format == "nih" and not conditions_given else config["ALL_COND"]
-    label_files = [p for p in (args.train_csv, args.valid_csv) if p]
-    source = read_dataset(args.format, label_files, args.root, conditions, config["HOLD_OUT"],
-                          patient_column=args.patient_column, official_split=args.official_split)
-    frame = source.frame
-    if args.frontal_only:
-        frame = frontal_rows(frame)
-    if len(frame) == 0:
-        raise UserError(f"no rows left in {', '.join(source.files)}"
-                        f"{' after --frontal_only' if args.frontal_only else ''}")
-    frame, positive, normal, notes = classify_rows(frame, source.conditions)
-    used = positive | normal  # the rows that are written
-    frame, positive, normal = frame[used], positive[used], normal[used]
-    dropped = 0
-    if args.root is not None:
-        found = images_found(frame, args.root, source.image_hint, args.drop_missing_images)
-        frame, positive, normal, dropped = frame[found], positive[found], normal[found], int((~found).sum())
-    else:
-        notes.append("image files not checked: give --root (the folder the Paths start from) to check each exists")
+    source = read_dataset(args.format, [p for p in (args.train_csv, args.valid_csv) if p], args.root, conditions,
+                          config["HOLD_OUT"], patient_column=args.patient_column, official_split=args.official_split)
+    frame, positive, normal, dropped, notes = rows_to_write(source, args)
     patients = None if args.no_patient else patient_ids(frame, source.patient_column)
     official = official_split(source, frame, args.split_column)
     if official is not None:
@@ -135,15 +121,7 @@ def main(argv=None):
     else:
         split_of_row = split_by_patient(patients if patients is not None else np.arange(len(frame)),
                                         val_frac, test_frac, args.seed)
-    frames = {}
-    for split in SPLITS:
-        in_split = split_of_row == split
-        frames[f"{split}_pos"] = frame[positive & in_split]
-        frames[f"{split}_norm"] = frame[normal & in_split]
-        for kind in KINDS:
-            if len(frames[f"{split}_{kind}"]) == 0:
-                raise UserError(f"no {'positive' if kind == 'pos' else 'normal'} X-rays left in the {split} split "
-                                f"({int(in_split.sum())} rows); use more data or larger fractions")
+    frames = split_frames(frame, positive, normal, split_of_row)
 
     for note in source.notes + notes:
         log.info("%s", note)
@@ -172,6 +150,7 @@ def main(argv=None):
                                  if args.split_column else "drawn by patient"),
                        "missing_images_left_out": dropped, "set": settings},
                       os.path.join(args.out, "prepare_data.json"))
+
     for line in source.name_map_lines:
         print(line)
     print(counts.to_string())
@@ -183,6 +162,37 @@ def main(argv=None):
     log.info("wrote %s to %s (counts in counts.csv)", ", ".join(f"{n}.csv" for n in outputs), args.out)
     print_settings(settings, non_hold_out, hold_out, shape)
     return 0
+
+
+def rows_to_write(source, args):
+    """(frame, positive mask, normal mask, images left out, notes): the source's positive and normal rows,
+    frontal only with --frontal_only, their images checked under --root."""
+    frame = frontal_rows(source.frame) if args.frontal_only else source.frame
+    if len(frame) == 0:
+        raise UserError(f"no rows left in {', '.join(source.files)}"
+                        f"{' after --frontal_only' if args.frontal_only else ''}")
+    frame, positive, normal, notes = classify_rows(frame, source.conditions)
+    used = positive | normal  # X-rays that are neither are not written, so their images do not matter
+    frame, positive, normal = frame[used], positive[used], normal[used]
+    if args.root is None:
+        notes.append("image files not checked: give --root (the folder the Paths start from) to check each exists")
+        return frame, positive, normal, 0, notes
+    found = images_found(frame, args.root, source.image_hint, args.drop_missing_images)
+    return frame[found], positive[found], normal[found], int((~found).sum()), notes
+
+
+def split_frames(frame, positive, normal, split_of_row):
+    """{'train_pos': rows, ...}; a split without positives or normals is refused."""
+    frames = {}
+    for split in SPLITS:
+        in_split = split_of_row == split
+        frames[f"{split}_pos"] = frame[positive & in_split]
+        frames[f"{split}_norm"] = frame[normal & in_split]
+        for kind in KINDS:
+            if len(frames[f"{split}_{kind}"]) == 0:
+                raise UserError(f"no {'positive' if kind == 'pos' else 'normal'} X-rays left in the {split} split "
+                                f"({int(in_split.sum())} rows); use more data or larger fractions")
+    return frames
 
 
 def check_arguments(args):
@@ -415,7 +425,8 @@ def print_settings(settings, non_hold_out, hold_out, shape):
     print(f"\nconditions with {need} in every split that uses them:\n"
           f"  meta-training (NON_HOLD_OUT; train, val, test): {', '.join(non_hold_out)}\n"
           f"  held out (HOLD_OUT; test): {', '.join(hold_out) or '(none)'}\n"
-          f"give run_selector.py and evaluate.py (saved in prepare_data.json):\n  {settings}")
+          f"give run_selector.py (evaluate.py reads them from its checkpoint; saved in prepare_data.json):\n"
+          f"  {settings}")
 
 
 if __name__ == "__main__":

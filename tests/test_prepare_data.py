@@ -195,7 +195,7 @@ def test_own_dataset_patient_column_official_split_and_settings_line(tmp_path, c
         assert sorted(splits[f"{split}_norm"]["Path"]) == sorted(expected[expected["Pneumonia"] == 0]["Path"])
     counts = pd.read_csv(tmp_path / "out" / "counts.csv", index_col=0)
     assert counts.loc["patients"].tolist() == [4, 2, 2] and counts.loc["Pneumonia"].tolist() == [6, 3, 3]
-    # The exact settings to give run_selector.py and evaluate.py, the task shape included.
+    # The exact settings to give run_selector.py, the task shape included.
     line = ("--set UNLABELED_POOL_SIZE=4 --set QUERY_SET_SIZE=2 --set K=2 --set NON_HOLD_OUT=Pneumonia "
             "--set HOLD_OUT=")
     assert stdout.rstrip().endswith(line)

@@ -74,6 +74,7 @@ def read_mimic(label_csv, root, conditions, hold_out, official_split=False):
             raise UserError(f"{split_csv}: {int(missing.sum())} image(s) have no split, e.g. dicom_id "
                             f"{images['dicom_id'][missing].iloc[0]}")
         split = normalised_split(split, split_csv)
-    return Source(frame=frame, conditions=list(conditions), files=[label_csv, metadata_csv],
+    files = [label_csv, metadata_csv] + ([split_csv] if official_split else [])
+    return Source(frame=frame, conditions=list(conditions), files=files,
                   patient_column="subject_id", official_split=split, notes=notes,
                   image_hint=f"MIMIC-CXR-JPG's images are files/pNN/pSUBJECT/sSTUDY/DICOM.jpg under {root}")

@@ -79,7 +79,9 @@ def read_nih(label_csv, root, conditions, hold_out, official_split=False):
     if unknown_sex:
         notes.append(f"{unknown_sex} X-ray(s) have a 'Patient Gender' other than M or F; their Sex is blank")
     split = official_split_of(source["Image Index"], os.path.dirname(label_csv), label_csv) if official_split else None
-    return Source(frame=frame, conditions=conditions, files=[label_csv], patient_column="Patient ID",
+    files = [label_csv] + ([os.path.join(os.path.dirname(label_csv), n) for n in OFFICIAL_LISTS.values()]
+                           if official_split else [])
+    return Source(frame=frame, conditions=conditions, files=files, patient_column="Patient ID",
                   official_split=split, notes=notes, name_map=name_map,
                   name_map_lines=["NIH finding -> column:", *(f"  {part}" for part in describe(name_map))],
                   image_hint=f"NIH's images are looked for by name under {os.path.join(root, IMAGE_FOLDERS)}/")
