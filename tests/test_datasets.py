@@ -94,6 +94,8 @@ def test_nih_labels_names_views_and_patient_split(tmp_path, capsys):
 def test_nih_official_split_and_frontal_only(tmp_path, capsys):
     root = tmp_path / "nih"
     write_nih(root)
+    entries = pd.read_csv(root / "Data_Entry_2017.csv")  # some copies of the file name the column 'Patient Sex'
+    entries.rename(columns={"Patient Gender": "Patient Sex"}).to_csv(root / "Data_Entry_2017.csv", index=False)
     out = tmp_path / "out"
     code, _, err = run(["--format", "nih", "--root", root, "--out", out, "--official_split", "--val_frac", 0.25,
                         "--frontal_only", *SMALL_TASK], capsys)
@@ -108,6 +110,7 @@ def test_nih_official_split_and_frontal_only(tmp_path, capsys):
     # --frontal_only leaves out the two LL images (patient 2's normal, patient 6's positive).
     rows = everything(splits)
     assert len(rows) == 10 and set(rows["Frontal/Lateral"]) == {"Frontal"}
+    assert set(rows.loc[rows["Patient ID"] == 2, "Sex"]) == {"Female"}
     assert "00000002_001.png" not in set(rows["Image Index"]) and "00000006_000.png" not in set(rows["Image Index"])
 
 
@@ -214,7 +217,10 @@ def test_files_that_are_not_the_format(tmp_path, capsys):
     entries = pd.read_csv(tmp_path / "nih" / "Data_Entry_2017.csv")
     entries.drop(columns=["Patient Gender"]).to_csv(tmp_path / "nih" / "no_sex.csv", index=False)
     assert_refused(["--format", "nih", "--root", tmp_path / "nih", "--train_csv", tmp_path / "nih" / "no_sex.csv",
-                    *out], capsys, tmp_path, "not a nih label file: missing column(s) 'Patient Gender'")
+                    *out], capsys, tmp_path, "no_sex.csv: missing column 'Patient Gender' (or 'Patient Sex')")
+    entries.drop(columns=["Patient ID"]).to_csv(tmp_path / "nih" / "no_id.csv", index=False)
+    assert_refused(["--format", "nih", "--root", tmp_path / "nih", "--train_csv", tmp_path / "nih" / "no_id.csv",
+                    *out], capsys, tmp_path, "not a nih label file: missing column(s) 'Patient ID'")
     os.remove(tmp_path / "mimic" / "mimic-cxr-2.0.0-split.csv")
     assert_refused(["--format", "mimic", "--root", tmp_path / "mimic", "--official_split", *out], capsys, tmp_path,
                    "no MIMIC-CXR-JPG split file (needed by --official_split)")

@@ -2,7 +2,8 @@
 
 Data_Entry_2017.csv has one row per image: ``Image Index`` (the file name),
 ``Finding Labels`` ('|'-separated findings, ``No Finding`` for normals),
-``Follow-up #``, ``Patient ID``, ``Patient Age``, ``Patient Gender`` (M / F),
+``Follow-up #``, ``Patient ID``, ``Patient Age``, ``Patient Gender`` (M / F; ``Patient Sex`` in
+some copies),
 ``View Position`` (PA / AP / LL), ... Each finding becomes a column, 1 when
 listed and 0 when not (NIH has no "uncertain"), under CheXpert's name where it
 is the same finding (NIH_TO_CHEXPERT) and under NIH's own name otherwise.
@@ -23,7 +24,8 @@ from utils.errors import UserError
 
 DATA_ENTRY_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
 OFFICIAL_LISTS = {"train": "train_val_list.txt", "test": "test_list.txt"}
-REQUIRED_COLUMNS = ["Image Index", "Finding Labels", "Patient ID", "Patient Age", "Patient Gender", "View Position"]
+REQUIRED_COLUMNS = ["Image Index", "Finding Labels", "Patient ID", "Patient Age", "View Position"]
+SEX_COLUMNS = ("Patient Gender", "Patient Sex")  # the name differs between copies of the file
 # NIH's fourteen findings, in the order of its paper; any other label found is added after them.
 NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
                 "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
@@ -45,6 +47,10 @@ def read_nih(label_csv, root, conditions, hold_out, official_split=False):
     """The NIH table in CheXpert's columns; ``conditions`` None: every finding of the file is a condition."""
     source = read_csv(label_csv, required_columns=REQUIRED_COLUMNS)
     source = source.loc[:, ~source.columns.astype(str).str.startswith("Unnamed:")]  # the file's trailing comma
+    sex_column = next((c for c in SEX_COLUMNS if c in source.columns), None)
+    if sex_column is None:
+        raise UserError(f"{label_csv}: missing column {SEX_COLUMNS[0]!r} (or {SEX_COLUMNS[1]!r}); found "
+                        f"{', '.join(repr(c) for c in source.columns)}")
     findings = source["Finding Labels"].astype("string").str.strip()
     blank = findings.isna() | (findings == "")
     if blank.any():
@@ -57,7 +63,7 @@ def read_nih(label_csv, root, conditions, hold_out, official_split=False):
 
     frame = pd.DataFrame(index=source.index)
     frame["Path"] = image_paths(source["Image Index"], root)
-    frame["Sex"] = source["Patient Gender"].astype("string").str.strip().str.upper().map(SEX).astype(object)
+    frame["Sex"] = source[sex_column].astype("string").str.strip().str.upper().map(SEX).astype(object)
     # Some copies write ages as '058Y'.
     frame["Age"] = pd.to_numeric(source["Patient Age"].astype("string").str.rstrip("Yy"), errors="coerce")
     frame["Frontal/Lateral"], view_note = views(source["View Position"])
@@ -77,7 +83,7 @@ def read_nih(label_csv, root, conditions, hold_out, official_split=False):
     notes = [view_note] if view_note else []
     unknown_sex = int(frame["Sex"].isna().sum())
     if unknown_sex:
-        notes.append(f"{unknown_sex} X-ray(s) have a 'Patient Gender' other than M or F; their Sex is blank")
+        notes.append(f"{unknown_sex} X-ray(s) have a {sex_column!r} other than M or F; their Sex is blank")
     split = official_split_of(source["Image Index"], os.path.dirname(label_csv), label_csv) if official_split else None
     files = [label_csv] + ([os.path.join(os.path.dirname(label_csv), n) for n in OFFICIAL_LISTS.values()]
                            if official_split else [])
