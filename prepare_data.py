@@ -57,7 +57,7 @@ def get_args_parser():
     parser.add_argument("--train_csv", default=None,
                         help="the label file: required for chexpert (Path relative to --root, the folder holding "
                              "CheXpert-v1.0-small/); for nih and mimic found under --root by its official name "
-                             "unless given")
+                             "unless given (the dataset's other files are read beside it)")
     parser.add_argument("--valid_csv", default=None,
                         help="chexpert: CheXpert's valid.csv, added to train.csv's rows before the split (its "
                              "patients are different ones)")

@@ -8,8 +8,6 @@ from data.conditions import NO_FINDING
 from data.csv_hdf5 import read_csv
 from data.datasets import mimic, nih
 from data.datasets.chexpert import read_chexpert
-from data.datasets.mimic import read_mimic
-from data.datasets.nih import read_nih
 from data.datasets.source import Source
 from utils.errors import UserError
 
@@ -38,11 +36,11 @@ def read_dataset(fmt, label_csvs, root, conditions, hold_out, patient_column=Non
     if fmt == "nih":
         label_csv = label_csvs[0] if label_csvs else nih.data_entry_csv(root)
         check_layout(fmt, label_csv)
-        source = read_nih(label_csv, root, conditions, hold_out, official_split)
+        source = nih.read_nih(label_csv, root, conditions, hold_out, official_split)
     else:
         label_csv = label_csvs[0] if label_csvs else mimic.labels_csv(root)
         check_layout(fmt, label_csv)
-        source = read_mimic(label_csv, root, conditions, hold_out, official_split)
+        source = mimic.read_mimic(label_csv, root, conditions, hold_out, official_split)
     if patient_column:
         source.patient_column = patient_column
     return source
@@ -61,4 +59,4 @@ def check_layout(fmt, csv_path):
                     f"{hint}")
 
 
-__all__ = ["FORMATS", "Source", "read_dataset", "read_chexpert", "read_nih", "read_mimic"]
+__all__ = ["FORMATS", "Source", "read_dataset"]
