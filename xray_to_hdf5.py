@@ -1,13 +1,17 @@
-"""Embed the chest X-rays of a CSV with a MoCo-CXR encoder, into the HDF5 file run_selector.py reads.
+"""Embed the chest X-rays of a CSV with an image encoder, into the HDF5 file run_selector.py reads.
 
-    python3 xray_to_hdf5.py -d train_pos.csv -o train_pos.hdf5 -c r8w-00001.pth.tar
+    python3 xray_to_hdf5.py -d train_pos.csv -o train_pos.hdf5 -c r8w-00001.pth.tar          # MoCo-CXR
+    python3 xray_to_hdf5.py -d ... -o ... --encoder torchxrayvision --weights densenet121-res224-all
+    python3 xray_to_hdf5.py -d ... -o ... --encoder timm --model vit_small_patch16_224 --weights w.pth
     torchrun --nproc_per_node=N xray_to_hdf5.py -d ... -o ... -c ...    # N GPUs, same file
 
 Row i of the HDF5 dataset 'dataset' (float32, rows x D) is the embedding of CSV
-row i (SPEC §10). Embeddings go to OUTPUT.partial in batches as they are
-computed, so memory stays constant; the file is renamed to OUTPUT only when
-every row is done. After an interruption the same command resumes from
-OUTPUT.partial, and the result is the same as an uninterrupted run.
+row i. Embeddings go to OUTPUT.partial in batches as they are computed, so
+memory stays constant; the file is renamed to OUTPUT only when every row is
+done. After an interruption the same command resumes from OUTPUT.partial, and
+the result is the same as an uninterrupted run. The encoders differ only in
+models/encoders/ (network, preprocessing, provenance); everything here is
+shared by all of them.
 """
 import argparse
 import hashlib
@@ -23,10 +27,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.csv_hdf5 import HDF5_DATASET, hdf5_path_for, read_csv
-from data.images import (DECODERS, XrayImages, check_images, collate_items, decode_batch, image_paths, normalize,
-                         read_or_load_xray)
-from models.moco_encoder import ARCHITECTURES, file_sha256, load_moco_encoder
+from data.csv_hdf5 import HDF5_DATASET, hdf5_path_for, plain_attribute, read_csv
+from data.images import DECODERS, XrayImages, check_images, collate_items, image_paths
+from models.encoders import DEFAULT_ENCODER, ENCODERS, file_sha256, load_encoder
+from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
+from models.moco_encoder import ARCHITECTURES
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 
@@ -34,49 +39,78 @@ PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it i
 PRECISIONS = ("fp32", "bf16")
 MAX_DEFAULT_WORKERS = 8  # a CheXpert-small JPEG decodes in about 1 ms: 8 workers feed several thousand images/s
 # Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
-RESUME_KEYS = ("csv_rows", "csv_path_sha256", "checkpoint_sha256", "arch", "precision", "decoder", "preprocessing")
+RESUME_KEYS = ("csv_rows", "csv_path_sha256", "encoder", "model", "weights", "weights_sha256", "precision",
+               "decoder", "preprocessing")
 RESUME_DEFAULTS = {"decoder": "pil"}  # a .partial written before --decoder existed was made with PIL
+# The options of one encoder only: attribute -> (flag, the encoders that take it); and those each one needs.
+ENCODER_OPTIONS = {"checkpoint_path": ("-c/--checkpoint_path", ("moco",)), "arch": ("--arch", ("moco",)),
+                   "weights": ("--weights", ("torchxrayvision", "timm")),
+                   "weights_dir": ("--weights_dir", ("torchxrayvision",)), "model": ("--model", ("timm",))}
+REQUIRED_OPTIONS = {"moco": ("checkpoint_path",), "torchxrayvision": ("weights",), "timm": ("model", "weights")}
+UNIFORM_LINES = 20  # X-rays that decode to one flat value named one by one in the log; then only counted
 
 log = logging.getLogger("medselect")
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(
-        description="Embed the X-rays listed in a CSV (column 'Path') with the query encoder of a MoCo-CXR "
-                    "checkpoint, without its head, into an HDF5 file (dataset 'dataset', float32, rows x D).",
+        description="Embed the X-rays listed in a CSV (column 'Path') into an HDF5 file (dataset 'dataset', "
+                    "float32, rows x D) with an image encoder: the query encoder of a MoCo-CXR checkpoint without "
+                    "its head (the default, as the paper), a torchxrayvision model or a timm backbone "
+                    "(docs/embedding.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-d", "--data", required=True, help="input CSV, one X-ray per row, image file in column 'Path'")
     parser.add_argument("-o", "--output_path", required=True,
                         help="output HDF5; run_selector.py expects it beside the CSV with the same name (x.csv -> x.hdf5)")
-    parser.add_argument("-c", "--checkpoint_path", required=True,
-                        help="MoCo checkpoint (.pth.tar) with 'state_dict' holding module.encoder_q.*")
     parser.add_argument("--root", default=None,
                         help="folder that relative paths in 'Path' start from; default: the current folder "
                              "(for CheXpert: the folder holding CheXpert-v1.0-small/)")
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
-                        help="encoder architecture; default: read from the checkpoint's keys")
-    parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass (per process)")
-    parser.add_argument("--num_workers", type=int, default=None,
-                        help="DataLoader worker processes decoding and resizing images (per process), 0 = none; "
-                             f"default: the number of CPUs, at most {MAX_DEFAULT_WORKERS}")
-    parser.add_argument("--device", default=None,
-                        help="torch device; default: cuda when available (cuda:LOCAL_RANK under torchrun), else cpu")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32: full precision (TF32 off), as the original; bf16: autocast, faster on GPUs "
-                             "(cosine similarity to fp32 >= 0.999)")
-    parser.add_argument("--decoder", choices=sorted(DECODERS), default="pil",
-                        help="pil: the reference preprocessing (SPEC §10); torchvision: decode JPEGs with "
-                             "torchvision.io.decode_jpeg (batched on the GPU when the device is cuda, in the workers "
-                             "otherwise) and resize the tensor with antialias; other files go through PIL "
-                             "(cosine similarity to pil >= 0.999)")
-    parser.add_argument("--channels_last", choices=("on", "off"), default="on",
-                        help="channels-last memory format for the convolutions (faster on GPUs, and usually on "
-                             "the CPU too in our measurements; results agree within 1e-6 relative)")
-    parser.add_argument("--check", action="store_true",
-                        help="first open every image (cheaply) and list all unreadable ones at once, before embedding")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing OUTPUT (only once the new file is complete), and discard an "
-                             "unfinished OUTPUT.partial made from another CSV or checkpoint")
+    parser.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER,
+                        help="moco: a MoCo-CXR checkpoint (-c), as the paper; torchxrayvision: its DenseNet-121 or "
+                             "ResNet-50 (--weights NAME; needs pip install torchxrayvision); timm: a timm backbone "
+                             "(--model, --weights; needs pip install timm)")
+
+    moco = parser.add_argument_group("--encoder moco (the default)")
+    moco.add_argument("-c", "--checkpoint_path", default=None,
+                      help="MoCo checkpoint (.pth.tar) with 'state_dict' holding module.encoder_q.*; required")
+    moco.add_argument("--arch", choices=sorted(ARCHITECTURES), default=None,
+                      help="encoder architecture; default: read from the checkpoint's keys")
+    moco.add_argument("--decoder", choices=sorted(DECODERS), default="pil",
+                      help="pil: the reference preprocessing; torchvision: decode JPEGs with "
+                           "torchvision.io.decode_jpeg (batched on the GPU when the device is cuda, in the workers "
+                           "otherwise) and resize the tensor with antialias; other files go through PIL "
+                           "(cosine similarity to pil >= 0.999). The other encoders decode with PIL")
+
+    others = parser.add_argument_group("--encoder torchxrayvision and --encoder timm")
+    others.add_argument("--weights", default=None,
+                        help=f"torchxrayvision: the weights name ({', '.join(TORCHXRAYVISION_WEIGHTS)}); "
+                             "timm: a weights file (a state dict of the model, or a checkpoint holding one under "
+                             "'state_dict', 'model' or 'state_dict_ema') or hf-hub:ORG/NAME (downloaded); required")
+    others.add_argument("--weights_dir", default=None,
+                        help="torchxrayvision: folder holding its weight files, where missing ones are downloaded; "
+                             "default: ~/.torchxrayvision/models_data/")
+    others.add_argument("--model", default=None,
+                        help="timm: the model name, e.g. vit_small_patch16_224.augreg_in21k_ft_in1k; its pretrained "
+                             "configuration gives the preprocessing (timm.data.resolve_data_config); required")
+
+    run = parser.add_argument_group("running")
+    run.add_argument("--batch_size", type=int, default=64, help="images per forward pass (per process)")
+    run.add_argument("--num_workers", type=int, default=None,
+                     help="DataLoader worker processes decoding and resizing images (per process), 0 = none; "
+                          f"default: the number of CPUs, at most {MAX_DEFAULT_WORKERS}")
+    run.add_argument("--device", default=None,
+                     help="torch device; default: cuda when available (cuda:LOCAL_RANK under torchrun), else cpu")
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="fp32: full precision (TF32 off), as the original; bf16: autocast, faster on GPUs "
+                          "(cosine similarity to fp32 >= 0.999 for MoCo-CXR)")
+    run.add_argument("--channels_last", choices=("on", "off"), default="on",
+                     help="channels-last memory format for the convolutions (faster on GPUs, and usually on "
+                          "the CPU too in our measurements; results agree within 1e-6 relative)")
+    run.add_argument("--check", action="store_true",
+                     help="first open every image (cheaply) and list all unreadable ones at once, before embedding")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing OUTPUT (only once the new file is complete), and discard an "
+                          "unfinished OUTPUT.partial made from another CSV or encoder")
     return parser
 
 
@@ -105,12 +139,7 @@ def embed_csv(args, ranks):
         setup_logging()
     else:
         logging.getLogger("medselect").setLevel(logging.WARNING)
-    if args.batch_size < 1:
-        raise UserError(f"--batch_size must be at least 1, got {args.batch_size}")
-    if args.num_workers is None:
-        args.num_workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
-    if args.num_workers < 0:
-        raise UserError(f"--num_workers must be 0 or more, got {args.num_workers}")
+    check_options(args)
     device = ranks.device
     frame = read_csv(args.data, required_columns=["Path"])
     if len(frame) == 0:
@@ -119,7 +148,10 @@ def embed_csv(args, ranks):
     output = args.output_path
     check_output_path(output, args)
 
-    encoder = load_moco_encoder(args.checkpoint_path, args.arch)
+    # Rank 0 first: it downloads weights that are missing, so that processes never write the same file at once.
+    encoder = ranks.rank0_first(lambda: load_encoder(
+        args.encoder, checkpoint_path=args.checkpoint_path, arch=args.arch, decoder=args.decoder,
+        weights=args.weights, weights_dir=args.weights_dir, model_name=args.model, device=device))
     attrs = provenance(frame, args, encoder, ranks.rank)
     start_row = ranks.broadcast_outcome(lambda: resume_position(output, attrs, args.overwrite))
     if args.check:
@@ -130,9 +162,8 @@ def embed_csv(args, ranks):
     model = encoder.model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    log.info("embedding %d X-rays of %s with %s (%s head%s, D=%d) on %s%s, %s, %s decoder, batch %d, %d worker(s) "
-             "-> %s%s", len(paths), args.data, encoder.arch, encoder.head,
-             f", queue {encoder.queue_length}" if encoder.queue_length else "", encoder.dim, device,
+    log.info("embedding %d X-rays of %s with %s, D=%d, on %s%s, %s, %s decoder, batch %d, %d worker(s) -> %s%s",
+             len(paths), args.data, encoder.summary, encoder.dim, device,
              f" x {ranks.world_size} processes" if ranks.world_size > 1 else "", args.precision, args.decoder,
              args.batch_size, args.num_workers, output, f" (resuming at row {start_row})" if start_row else "")
     if os.path.abspath(output) != os.path.abspath(hdf5_path_for(args.data)):
@@ -140,11 +171,14 @@ def embed_csv(args, ranks):
 
     writer = EmbeddingWriter.open(output + PARTIAL_SUFFIX, len(paths), encoder.dim, attrs, start_row) \
         if ranks.rank == 0 else None
+    uniform = UniformImageReport(args.data, paths)
     started, first_row = time.time(), start_row
     try:
-        for lo, hi, embeddings in embed_rows(model, encoder.dim, paths, start_row, args, ranks, channels_last):
+        for lo, hi, embeddings, uniform_rows in embed_rows(model, encoder, paths, start_row, args, ranks,
+                                                           channels_last):
             if writer is not None:
                 writer.write(lo, embeddings)
+                uniform.add(uniform_rows)
     except UserError as err:
         if writer is not None:
             kept = writer.abandon()
@@ -156,11 +190,32 @@ def embed_csv(args, ranks):
         raise
     if writer is not None:
         writer.finish(output)
+        uniform.summarize()
         elapsed = time.time() - started
         log.info("wrote %d embeddings of size %d to %s (%.1f s, %.1f images/s)", len(paths), encoder.dim, output,
                  elapsed, (len(paths) - first_row) / max(elapsed, 1e-9))
     ranks.barrier()
     return 0
+
+
+def check_options(args):
+    """Refuse bad numbers, and options of another encoder than the chosen one (they would be ignored)."""
+    if args.batch_size < 1:
+        raise UserError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.num_workers is None:
+        args.num_workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
+    if args.num_workers < 0:
+        raise UserError(f"--num_workers must be 0 or more, got {args.num_workers}")
+    for name, (flag, encoders) in ENCODER_OPTIONS.items():
+        if getattr(args, name) is not None and args.encoder not in encoders:
+            raise UserError(f"{flag} is an option of --encoder {' and '.join(encoders)}, not of --encoder "
+                            f"{args.encoder}")
+    missing = [ENCODER_OPTIONS[name][0] for name in REQUIRED_OPTIONS[args.encoder] if getattr(args, name) is None]
+    if missing:
+        raise UserError(f"--encoder {args.encoder} needs {' and '.join(missing)}")
+    if args.decoder != "pil" and args.encoder != "moco":
+        raise UserError(f"--decoder {args.decoder} is an option of --encoder moco; --encoder {args.encoder} decodes "
+                        "with PIL and preprocesses as its library does")
 
 
 def check_output_path(output, args):
@@ -170,8 +225,9 @@ def check_output_path(output, args):
         raise UserError(f"--output_path {output}: folder {folder} does not exist")
     if os.path.isdir(output):
         raise UserError(f"--output_path {output}: is a folder; give the HDF5 file name")
-    for name, path in (("--data", args.data), ("--checkpoint_path", args.checkpoint_path)):
-        if os.path.abspath(output) == os.path.abspath(path):
+    inputs = (("--data", args.data), ("--checkpoint_path", args.checkpoint_path), ("--weights", args.weights))
+    for name, path in inputs:
+        if path is not None and os.path.abspath(output) == os.path.abspath(path):
             raise UserError(f"--output_path {output}: is the same file as {name}")
     if os.path.exists(output) and not args.overwrite:
         raise UserError(f"{output} already exists; pass --overwrite to replace it (it is replaced only once the "
@@ -181,20 +237,22 @@ def check_output_path(output, args):
 
 
 def provenance(frame, args, encoder, rank):
-    """The attributes stored in the HDF5: what was embedded, with what, and how."""
+    """The attributes stored in the HDF5: what was embedded, with which encoder and weights, and how."""
     paths_text = "\n".join(frame["Path"].astype(str).tolist()).encode("utf-8")
+    weights_sha256 = file_sha256(encoder.weights_file) if rank == 0 and encoder.weights_file else ""
     return {
         "csv_rows": len(frame),
         "csv_path_sha256": hashlib.sha256(paths_text).hexdigest(),
         "csv_file": os.path.basename(args.data),
-        "checkpoint_file": os.path.basename(args.checkpoint_path),
-        "checkpoint_sha256": file_sha256(args.checkpoint_path) if rank == 0 else "",
-        "arch": encoder.arch,
-        "head_removed": encoder.head,
+        "encoder": encoder.name,
+        "model": encoder.model_name,
+        "weights": encoder.weights,
+        **{key: weights_sha256 for key in encoder.hash_attrs},
+        **encoder.attrs,
         "embedding_dim": encoder.dim,
         "precision": args.precision,
         "decoder": args.decoder,
-        "preprocessing": DECODERS[args.decoder][1],
+        "preprocessing": encoder.pipeline.description,
         "image_root": os.path.abspath(args.root) if args.root else os.getcwd(),
         "created_by": "xray_to_hdf5.py",
     }
@@ -207,7 +265,7 @@ def resume_position(output, attrs, overwrite):
         return 0
     try:
         with h5py.File(partial, "r") as f:
-            stored = {key: _plain(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
+            stored = {key: plain_attribute(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
             rows_done = int(f.attrs.get("rows_done", 0))
             valid = HDF5_DATASET in f and f[HDF5_DATASET].shape == (attrs["csv_rows"], attrs["embedding_dim"])
     except OSError as err:
@@ -229,15 +287,6 @@ def resume_position(output, attrs, overwrite):
         return 0
     log.info("%s: resuming an unfinished run at row %d of %d", partial, rows_done, attrs["csv_rows"])
     return rows_done
-
-
-def _plain(value):
-    """An HDF5 attribute as a plain Python value, for comparison."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def check_all_images(paths, csv_path, ranks, threads):
@@ -263,57 +312,81 @@ def set_fp32_arithmetic(device, precision):
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def embed_batch(model, images, device, precision="fp32", channels_last=False):
-    """(B, 3, H, W) uint8 images -> (B, D) float32 embeddings on ``device``."""
-    x = normalize(images, device, channels_last)  # (B, 3, H, W) float32
+def embed_batch(model, pipeline, images, device, precision="fp32", channels_last=False):
+    """A batch from the DataLoader -> (B, D) float32 embeddings on ``device``."""
+    x = pipeline.model_input(images, device, channels_last)  # (B, C, H, W) float32
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return model(x).float()  # (B, D)
 
 
-def embed_rows(model, dim, paths, start_row, args, ranks, channels_last):
-    """Yield (lo, hi, (hi - lo, D) float32 numpy) on rank 0 for consecutive rows from ``start_row`` on.
+def embed_rows(model, encoder, paths, start_row, args, ranks, channels_last):
+    """Yield (lo, hi, (hi - lo, D) float32 numpy, [rows whose image is one flat value]) on rank 0 for
+    consecutive rows from ``start_row`` on.
 
     One step covers batch_size x world_size consecutive rows; process r embeds
     the r-th block of batch_size of them. A single process therefore sees the
     very same batches as each process of a multi-process run, and a resumed run
     the same batches as an uninterrupted one.
     """
-    batch_size, world = args.batch_size, ranks.world_size
+    batch_size, world, pipeline = args.batch_size, ranks.world_size, encoder.pipeline
     step_starts = range(start_row, len(paths), batch_size * world)
     my_blocks = [_block(lo, ranks.rank, batch_size, len(paths)) for lo in step_starts]
-    # --decoder torchvision on a GPU: workers only read the JPEG bytes; a whole batch is decoded on the GPU.
-    decode_on_device = args.decoder == "torchvision" and ranks.device.type == "cuda"
-    dataset = XrayImages(paths, read_or_load_xray if decode_on_device else DECODERS[args.decoder][0])
-    loader = DataLoader(dataset, batch_sampler=[list(b) for b in my_blocks if len(b)],
-                        collate_fn=collate_items if decode_on_device else None,
+    loader = DataLoader(XrayImages(paths, pipeline), batch_sampler=[list(b) for b in my_blocks if len(b)],
+                        collate_fn=collate_items if pipeline.decodes_on_device else None,
                         num_workers=args.num_workers, pin_memory=ranks.device.type == "cuda")
     batches = iter(loader)
     bar = tqdm(total=len(paths), initial=start_row, desc="embedding", unit="img", smoothing=0.05,
                dynamic_ncols=True, disable=ranks.rank != 0)
     try:
         for lo, block in zip(step_starts, my_blocks):
-            embeddings, failure = None, None
+            embeddings, failure, uniform_rows = None, None, []
             if len(block):
-                rows, images, errors = next(batches)
-                if decode_on_device:
-                    images, decode_errors = decode_batch(images, [paths[int(r)] for r in rows], ranks.device)
-                    errors = [e or d for e, d in zip(errors, decode_errors)]
+                rows, images, errors, uniform = next(batches)
+                if pipeline.decodes_on_device:  # JPEG bytes -> images, decoded on the GPU
+                    images, errors, uniform = pipeline.finish_batch(images, [paths[int(r)] for r in rows],
+                                                                    uniform, ranks.device)
                 failure = next(((int(r), e) for r, e in zip(rows, errors) if e), None)
+                uniform_rows = [int(r) for r, flat in zip(rows, uniform) if flat]
                 if failure is None:
-                    embeddings = embed_batch(model, images, ranks.device, args.precision, channels_last)
-            failures = [f for f in ranks.all_gather_object(failure) if f is not None]
+                    embeddings = embed_batch(model, pipeline, images, ranks.device, args.precision, channels_last)
+            outcomes = ranks.all_gather_object((failure, uniform_rows))
+            failures = [f for f, _ in outcomes if f is not None]
             if failures:
                 row, reason = min(failures)
                 raise UserError(f"row {row} of {args.data}: cannot read image {paths[row]} ({reason})")
             hi = min(lo + batch_size * world, len(paths))
             lengths = [len(_block(lo, r, batch_size, len(paths))) for r in range(world)]
-            gathered = ranks.gather_blocks(embeddings, batch_size, dim, lengths)
+            gathered = ranks.gather_blocks(embeddings, batch_size, encoder.dim, lengths)
             if ranks.rank == 0:
-                yield lo, hi, gathered
+                yield lo, hi, gathered, sorted(row for _, flat in outcomes for row in flat)
             bar.update(hi - lo)
     finally:
         bar.close()
         _close_loader(batches)
+
+
+class UniformImageReport:
+    """Names each X-ray whose pixels all have one value after decoding, once, in the log.
+
+    Such an image is almost always a conversion mistake (a 16-bit export with a
+    wrong window, a blank page); it is embedded as it is, and reported so that
+    the user can look. After UNIFORM_LINES of them, the rest are only counted.
+    """
+
+    def __init__(self, csv_path, paths):
+        self.csv_path, self.paths, self.count = csv_path, paths, 0
+
+    def add(self, rows):
+        for row in rows:
+            self.count += 1
+            if self.count <= UNIFORM_LINES:
+                log.warning("row %d of %s: every pixel of %s has the same value after decoding (a conversion "
+                            "mistake?); embedded as it is", row, self.csv_path, self.paths[row])
+
+    def summarize(self):
+        if self.count > UNIFORM_LINES:
+            log.warning("%d images in all have every pixel the same value (the first %d are named above)",
+                        self.count, UNIFORM_LINES)
 
 
 def _close_loader(batches):
@@ -400,6 +473,15 @@ class Ranks:
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         return cls(dist.get_rank(), world_size, device)
+
+    def rank0_first(self, function):
+        """``function()`` on rank 0, then on the other ranks (so that a download happens once); its UserError on
+        rank 0 stops every rank."""
+        result = [None]
+        self.broadcast_outcome(lambda: result.__setitem__(0, function()))
+        if self.rank != 0:
+            result[0] = function()
+        return result[0]
 
     def broadcast_outcome(self, function):
         """Run ``function`` on rank 0 and give every rank its result, or the same UserError."""

@@ -41,6 +41,21 @@ def embedding_shape(hdf5_path):
         return tuple(dataset.shape)
 
 
+def read_attributes(hdf5_path):
+    """The HDF5 file's attributes as plain Python values (what xray_to_hdf5.py recorded; {} for none)."""
+    with _open_dataset(hdf5_path) as (file, _):
+        return {key: plain_attribute(value) for key, value in file.attrs.items()}
+
+
+def plain_attribute(value):
+    """An HDF5 attribute as a plain Python value (str, int, float, bool), for comparisons and messages."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
     """Copy the HDF5 dataset into ``out`` (a float32 array view of shape (rows, D)) and validate it.
 

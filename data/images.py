@@ -5,10 +5,16 @@ side is 320 (bilinear, keeping the aspect ratio), centre-crop 320 x 320, scale
 to [0, 1], normalise with the CXR mean and std on every channel. It is split
 into steps a benchmark can time one by one:
 
-* ``decode``           file -> PIL image (grey-scale images stay one channel)
+* ``decode``           file -> PIL image, 8 bits per channel (grey-scale images stay one channel;
+                       16-bit grey is scaled from its own range to 8 bits, see ``decode``)
 * ``resize_and_crop``  PIL image -> 320 x 320 PIL image
 * ``to_uint8_tensor``  -> (3, 320, 320) uint8; this is what DataLoader workers send
 * ``normalize``        uint8 batch -> float32 batch, on the model's device
+
+Every encoder reads its images through an ``ImagePipeline``: ``decode`` and
+``transform`` run in DataLoader workers, ``model_input`` in the main process.
+``MocoPipeline`` is the one above; the torchxrayvision and timm encoders
+(models/encoders/) bring their own ``transform``, and share ``decode``.
 
 A faster path (``--decoder torchvision``, not the default) decodes JPEGs with
 ``torchvision.io.decode_jpeg`` (on the GPU when there is one) and resizes the
@@ -43,20 +49,64 @@ CXR_MEAN = 0.5020     # mean of CheXpert pixel values in [0, 1], the same on eve
 CXR_STD = 0.085585    # their standard deviation
 RESAMPLE = Image.BILINEAR  # torchvision's Resize default
 # Recorded in every HDF5 file, so that embeddings made another way are never mixed up with these.
-PREPROCESSING = (f"RGB; resize shorter side to {IMAGE_SIZE} (bilinear, keep aspect ratio, torchvision rounding); "
-                 f"centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; scale to [0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
+DECODED = "8 bits per channel (16-bit grey scaled to 8 bits: value/257, rounded)"
+PREPROCESSING = (f"RGB, {DECODED}; resize shorter side to {IMAGE_SIZE} (bilinear, keep aspect ratio, torchvision "
+                 f"rounding); centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; scale to [0,1]; normalise mean {CXR_MEAN} "
+                 f"std {CXR_STD}")
 PREPROCESSING_TORCHVISION = (f"JPEG: torchvision.io.decode_jpeg, resize uint8 tensor shorter side to {IMAGE_SIZE} "
                              "(bilinear with antialias, keep aspect ratio, torchvision rounding); other files: as "
-                             f"PIL; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale to [0,1]; "
-                             f"normalise mean {CXR_MEAN} std {CXR_STD}")
+                             f"PIL, {DECODED}; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale "
+                             f"to [0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
 JPEG_START, JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI marker (and the first byte of the next); EOI marker
+SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes for 16-bit grey PNG and TIFF files
+UINT16_MAX = 65535
 
 
 def decode(path):
-    """Open and decode the image file at ``path``; grey-scale and RGB images keep their mode."""
+    """Open and decode the image file at ``path`` -> PIL image, 'L' (grey) or 'RGB', 8 bits per channel.
+
+    Grey-scale and RGB images keep their mode. A 16-bit grey image (Pillow's
+    'I;16' modes, or 'I' as older Pillows open 16-bit PNGs) is scaled from its
+    own range [0, 65535] to [0, 255], rounding to the nearest level, so that it
+    is read as the same picture as its 8-bit export; converting it to RGB would
+    clip every value above 255 to white. Pillow itself reads 16-bit RGB PNGs
+    as 8-bit RGB (the high byte of each value). Other modes (palette, alpha,
+    CMYK, ...) are converted to RGB. Floating-point pixels ('F'), whose range
+    is unknown, are refused.
+    """
     with Image.open(path) as image:
         image.load()  # the pixels stay in memory after the file is closed
-    return image if image.mode in ("L", "RGB") else image.convert("RGB")
+    if image.mode in ("L", "RGB"):
+        return image
+    if image.mode in SIXTEEN_BIT_GREY or image.mode == "I":
+        return Image.fromarray(sixteen_to_eight_bits(np.asarray(image)), mode="L")
+    if image.mode == "F":
+        raise ValueError("32-bit floating-point pixels, whose range is unknown; save the image with 8 or 16 bits "
+                         "per pixel")
+    return image.convert("RGB")
+
+
+def sixteen_to_eight_bits(pixels):
+    """(H, W) integer pixels in [0, 65535] -> uint8 round(value * 255 / 65535), i.e. round(value / 257)."""
+    if pixels.size and (pixels.min() < 0 or pixels.max() > UINT16_MAX):
+        raise ValueError(f"integer pixels outside 0..{UINT16_MAX} (from {pixels.min()} to {pixels.max()}); save the "
+                         "image with 8 or 16 bits per pixel")
+    # 65535 is odd, so adding its half (32767) and dividing rounds to the nearest level, with no ties.
+    return ((pixels.astype(np.uint32) * 255 + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
+
+
+def is_uniform(image):
+    """True when every pixel of a decoded image (PIL image, or (C, H, W) tensor) has the same value.
+
+    An X-ray that is one flat value after decoding is almost always a conversion
+    mistake upstream (a wrong bit depth, window or export), so it is reported.
+    """
+    if isinstance(image, torch.Tensor):
+        flat = image.flatten(1)  # (C, H * W)
+        return bool((flat == flat[:, :1]).all())
+    extrema = image.getextrema()  # (min, max), or one such pair per band
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
 
 
 def resized_size(width, height, size=IMAGE_SIZE):
@@ -114,6 +164,24 @@ def decode_jpegs(data, device="cpu"):
         return decode_jpeg(data, mode=ImageReadMode.UNCHANGED, device=device)
 
 
+def decode_torchvision(path):
+    """A JPEG decoded by torchvision -> (C, H, W) uint8 tensor, C = 1 or 3; any other file -> ``decode(path)``.
+
+    Only JPEGs take this path (8 bits per channel); PNGs and TIFFs, 16-bit ones
+    included, and JPEGs that torchvision refuses go through ``decode``, so both
+    decoders scale every bit depth the same way.
+    """
+    data = read_jpeg(path)
+    if data is not None:
+        try:
+            image = decode_jpegs(data)  # (C, H, W) uint8
+        except RuntimeError:
+            image = None
+        if image is not None and image.shape[0] in (1, 3):
+            return image
+    return decode(path)
+
+
 def resize_and_crop_tensor(image, size=IMAGE_SIZE):
     """(C, H, W) uint8 tensor, C = 1 or 3 -> (3, size, size) uint8 on the same device.
 
@@ -128,33 +196,28 @@ def resize_and_crop_tensor(image, size=IMAGE_SIZE):
 
 def load_xray_torchvision(path):
     """Like ``load_xray``, decoding a JPEG with torchvision and resizing the tensor; other files go through PIL."""
-    data = read_jpeg(path)
-    if data is not None:
-        try:
-            image = decode_jpegs(data)  # (C, H, W) uint8
-        except RuntimeError:
-            image = None
-        if image is not None and image.shape[0] in (1, 3):
-            return resize_and_crop_tensor(image)
-    return load_xray(path)
+    return MocoTorchvisionPipeline().transform(decode_torchvision(path))
 
 
 def read_or_load_xray(path):
     """For decoding on the GPU: a whole JPEG's bytes (1-D uint8); any other image preprocessed by PIL (3, 320, 320)."""
-    data = read_jpeg(path)
-    return data if data is not None else load_xray(path)
+    pipeline = MocoDeviceDecodePipeline()
+    return pipeline.transform(pipeline.decode(path))
 
 
 def decode_batch(items, paths, device):
-    """Finish a batch of ``read_or_load_xray`` items on ``device``: -> ((B, 3, 320, 320) uint8, [error or ""]).
+    """Finish a batch of ``read_or_load_xray`` items on ``device``.
 
-    The JPEG bytes are decoded in one batched call (nvjpeg on a GPU), then
-    resized and cropped there. If that call fails (one bad file fails it all),
-    the images are decoded one by one, and any still refused go through PIL,
-    which names the problem. ``paths[i]`` is the file of ``items[i]``.
+    Returns ((B, 3, 320, 320) uint8, [error or ""], [uniform]): ``uniform[i]``
+    says whether the image decoded here is one flat value (see ``is_uniform``),
+    None for items the workers already preprocessed. The JPEG bytes are decoded
+    in one batched call (nvjpeg on a GPU), then resized and cropped there. If
+    that call fails (one bad file fails it all), the images are decoded one by
+    one, and any still refused go through PIL, which names the problem.
+    ``paths[i]`` is the file of ``items[i]``.
     """
     images = torch.zeros(len(items), 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8, device=device)
-    errors = [""] * len(items)
+    errors, uniform = [""] * len(items), [None] * len(items)
     jpegs = [i for i, item in enumerate(items) if item.ndim == 1]
     try:
         decoded = decode_jpegs([items[i] for i in jpegs], device) if jpegs else []
@@ -165,14 +228,15 @@ def decode_batch(items, paths, device):
         image = decoded.get(i)
         if item.ndim == 3:  # preprocessed by PIL in a worker
             images[i] = item.to(device, non_blocking=True)
-        elif image is not None and image.shape[0] in (1, 3):
-            images[i] = resize_and_crop_tensor(image)
-        else:
-            try:
-                images[i] = load_xray(paths[i]).to(device)
-            except IMAGE_ERRORS as err:
-                errors[i] = read_error(err) or "unreadable"
-    return images, errors
+            continue
+        try:
+            if image is None or image.shape[0] not in (1, 3):
+                image = decode(paths[i])  # PIL decodes it, or names the problem
+            uniform[i] = is_uniform(image)
+            images[i] = MocoTorchvisionPipeline().transform(image).to(device)
+        except IMAGE_ERRORS as err:
+            errors[i] = read_error(err) or "unreadable"
+    return images, errors, uniform
 
 
 def _decode_or_none(data, device):
@@ -183,9 +247,9 @@ def _decode_or_none(data, device):
 
 
 def collate_items(samples):
-    """DataLoader collate for ``read_or_load_xray`` items of different shapes: (rows, [items], [errors])."""
-    rows, items, errors = zip(*samples)
-    return torch.tensor(rows), list(items), list(errors)
+    """DataLoader collate for items of different shapes: (rows, [items], [errors], [uniform])."""
+    rows, items, errors, uniform = zip(*samples)
+    return torch.tensor(rows), list(items), list(errors), list(uniform)
 
 
 def normalize(batch, device=None, channels_last=False):
@@ -215,30 +279,117 @@ def read_error(err):
 # What Pillow raises for a file it cannot read: OSError (with UnidentifiedImageError and truncation),
 # SyntaxError and ValueError from some format plugins, DecompressionBombError for absurd sizes.
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-DECODERS = {"pil": (load_xray, PREPROCESSING), "torchvision": (load_xray_torchvision, PREPROCESSING_TORCHVISION)}
+
+
+class ImagePipeline:
+    """How one encoder's input is made from image files, in two halves.
+
+    In DataLoader workers (so a pipeline must pickle): ``decode`` (path ->
+    decoded image) and ``transform`` (decoded image -> one ``shape`` tensor of
+    ``dtype``: resized, cropped, perhaps scaled). In the main process:
+    ``model_input`` (the stacked batch -> float32 on the model's device).
+    ``description`` is recorded in the HDF5 file, so that embeddings made
+    another way are never taken for these. ``is_uniform`` looks at the decoded
+    image, before any resizing blurs its edges.
+    """
+    description = ""
+    shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+    dtype = torch.uint8
+    decodes_on_device = False  # True: workers send undecoded items and ``finish_batch`` decodes them
+
+    def decode(self, path):
+        return decode(path)
+
+    def is_uniform(self, image):
+        return is_uniform(image)
+
+    def transform(self, image):
+        raise NotImplementedError
+
+    def model_input(self, batch, device, channels_last=False):
+        raise NotImplementedError
+
+    def placeholder(self):
+        """The tensor sent in place of an unreadable image (the run stops on it)."""
+        return torch.zeros(self.shape, dtype=self.dtype)
+
+
+class MocoPipeline(ImagePipeline):
+    """MoCo-CXR's preprocessing, the reference (--decoder pil): uint8 from the workers, normalised on the device."""
+    description = PREPROCESSING
+
+    def transform(self, image):
+        return to_uint8_tensor(resize_and_crop(image))  # (3, 320, 320) uint8
+
+    def model_input(self, batch, device, channels_last=False):
+        return normalize(batch, device, channels_last)  # (B, 3, 320, 320) float32
+
+
+class MocoTorchvisionPipeline(MocoPipeline):
+    """--decoder torchvision in the workers: JPEGs decoded by torchvision and resized as tensors."""
+    description = PREPROCESSING_TORCHVISION
+
+    def decode(self, path):
+        return decode_torchvision(path)
+
+    def transform(self, image):
+        if isinstance(image, torch.Tensor):
+            return resize_and_crop_tensor(image)  # (3, 320, 320) uint8
+        return super().transform(image)
+
+
+class MocoDeviceDecodePipeline(MocoTorchvisionPipeline):
+    """--decoder torchvision on a GPU: workers read a JPEG's bytes, and a whole batch is decoded on the GPU."""
+    decodes_on_device = True
+
+    def decode(self, path):
+        data = read_jpeg(path)
+        return data if data is not None else decode(path)
+
+    def is_uniform(self, image):
+        return None if isinstance(image, torch.Tensor) else is_uniform(image)  # bytes: known once decoded
+
+    def transform(self, image):
+        return image if isinstance(image, torch.Tensor) else MocoPipeline.transform(self, image)
+
+    def finish_batch(self, items, paths, uniform, device):
+        """Worker items -> ((B, 3, 320, 320) uint8 on ``device``, [error or ""], [uniform])."""
+        images, errors, decoded_uniform = decode_batch(items, paths, device)
+        return images, errors, [u if d is None else d for u, d in zip(uniform, decoded_uniform)]
+
+
+DECODERS = {"pil": MocoPipeline, "torchvision": MocoTorchvisionPipeline}  # --decoder -> MoCo pipeline
+
+
+def moco_pipeline(decoder, device):
+    """The MoCo pipeline for --decoder on ``device`` (with torchvision on a GPU, JPEGs are decoded there)."""
+    if decoder == "torchvision" and device.type == "cuda":
+        return MocoDeviceDecodePipeline()
+    return DECODERS[decoder]()
 
 
 class XrayImages(Dataset):
-    """The preprocessed images of the given rows, as (row, (3, 320, 320) uint8 tensor, error).
+    """The images of the given rows through an ``ImagePipeline``, as (row, tensor, error, uniform).
 
     An unreadable image does not raise inside a DataLoader worker (where the
-    row would be lost in a traceback): it comes back as a zero image with the
-    reason in ``error``, and the caller stops the run naming the row and path.
-    ``load`` (path -> item) is ``load_xray``, another loader of ``DECODERS``, or
-    ``read_or_load_xray`` (then an item is JPEG bytes or an image).
+    row would be lost in a traceback): it comes back as the pipeline's
+    placeholder with the reason in ``error``, and the caller stops the run
+    naming the row and path. ``uniform`` is ``pipeline.is_uniform`` of the
+    decoded image.
     """
 
-    def __init__(self, paths, load=load_xray):
-        self.paths, self.load = paths, load
+    def __init__(self, paths, pipeline):
+        self.paths, self.pipeline = paths, pipeline
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, row):
         try:
-            return row, self.load(self.paths[row]), ""
+            image = self.pipeline.decode(self.paths[row])
+            return row, self.pipeline.transform(image), "", self.pipeline.is_uniform(image)
         except IMAGE_ERRORS as err:
-            return row, torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8), read_error(err) or "unreadable"
+            return row, self.pipeline.placeholder(), read_error(err) or "unreadable", False
 
 
 def check_image(path):

@@ -10,7 +10,6 @@ Linear-ReLU-Linear stored as ``.0`` and ``.2``) is dropped, so the embedding is
 the global-average-pooled feature vector. The queue length differs between the
 published checkpoints and is never needed.
 """
-import hashlib
 import pickle
 import re
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ _SIGNATURES = {
     ("densenet", (6, 12, 24, 16)): "densenet121",
 }
 QUERY_ENCODER_PREFIXES = ("module.encoder_q.", "encoder_q.")  # multi-GPU (DDP) and single-GPU MoCo training
-HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a checkpoint file
 
 
 @dataclass
@@ -163,12 +161,3 @@ def describe_keys(keys, limit=8):
             prefixes.append(prefix)
     shown = ", ".join(prefixes[:limit]) + (", ..." if len(prefixes) > limit else "")
     return f"{len(keys)} key(s): {shown or 'none'}"
-
-
-def file_sha256(path):
-    """SHA-256 of a file's bytes: identifies a checkpoint in the HDF5 attributes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,9 +1,10 @@
 """Helpers for the embedding tests: tiny images, MoCo-layout checkpoints, and an independent reference.
 
 The reference embedding is computed the plain way, sharing no code with
-xray_to_hdf5.py: PIL -> torchvision Resize(320) -> CenterCrop(320) -> ToTensor
--> Normalize(0.5020, 0.085585), and a torchvision model built with MoCo's head,
-loaded strictly from encoder_q, whose head is then replaced by Identity.
+xray_to_hdf5.py: PIL (16-bit grey scaled to 8 bits) -> torchvision Resize(320)
+-> CenterCrop(320) -> ToTensor -> Normalize(0.5020, 0.085585), and a
+torchvision model built with MoCo's head, loaded strictly from encoder_q, whose
+head is then replaced by Identity.
 """
 import os
 import subprocess
@@ -73,8 +74,16 @@ def reference_embeddings(image_paths, checkpoint_path, arch, head):
     preprocess = transforms.Compose([transforms.Resize(320), transforms.CenterCrop(320), transforms.ToTensor(),
                                      transforms.Normalize([0.5020] * 3, [0.085585] * 3)])
     with torch.no_grad():
-        batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in image_paths])
+        batch = torch.stack([preprocess(open_as_rgb(p)) for p in image_paths])
         return model(batch).numpy()
+
+
+def open_as_rgb(path):
+    """The image as 8-bit RGB; a 16-bit grey one scaled from [0, 65535] to [0, 255] (value / 257, rounded)."""
+    image = Image.open(path)
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def read_hdf5(path):

@@ -6,14 +6,13 @@ import signal
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision import transforms
 
 import xray_to_hdf5
 from data.images import load_xray, normalize
 from models.moco_encoder import load_moco_encoder
-from tests.embedding_fixtures import (read_hdf5, reference_embeddings, relative_error, run_script, write_checkpoint,
-                                      write_csv, write_images)
+from tests.embedding_fixtures import (open_as_rgb, read_hdf5, reference_embeddings, relative_error, run_script,
+                                      write_checkpoint, write_csv, write_images)
 from utils.errors import run_cli
 
 
@@ -47,7 +46,7 @@ def test_preprocessing_is_bit_identical_to_torchvision(tmp_path):
                                     transforms.Normalize([0.5020] * 3, [0.085585] * 3)])
     for path in write_images(tmp_path, 8, seed=3) + write_images(tmp_path / "big", 2, specs=[(390, 320, "jpg", "L"),
                                                                                              (321, 999, "png", "RGB")]):
-        expected = reference(Image.open(path).convert("RGB"))
+        expected = reference(open_as_rgb(path))
         assert torch.equal(normalize(load_xray(path)[None])[0], expected), path
 
 
@@ -187,7 +186,7 @@ def test_resume_refuses_a_different_csv_or_checkpoint(r18, tmp_path, capsys, mon
     partial = (tmp_path / "x.hdf5.partial").read_bytes()
     other_csv = write_csv(tmp_path / "other.csv", list(reversed(r18["images"])))
     other_checkpoint = write_checkpoint(tmp_path / "other.pth.tar", "resnet18", "mlp", 4096, seed=5)
-    for changed, message in (({"-d": other_csv}, "csv_path_sha256"), ({"-c": other_checkpoint}, "checkpoint_sha256"),
+    for changed, message in (({"-d": other_csv}, "csv_path_sha256"), ({"-c": other_checkpoint}, "weights_sha256"),
                              ({"--precision": "bf16"}, "precision")):
         args = list(argv) + ["--precision", "fp32"]
         for flag, value in changed.items():

@@ -61,7 +61,7 @@ def test_batched_decode_equals_worker_decode_and_reports_bad_files(images, tmp_p
                                                                           dtype=torch.uint8)]
     items += [read_or_load_xray(p) for p in paths[4:]]
     assert [item.ndim for item in items] == [1, 1, 1, 1, 3, 3, 1]  # the PNGs were preprocessed by PIL
-    batch, errors = decode_batch(items, paths, torch.device("cpu"))
+    batch, errors, _ = decode_batch(items, paths, torch.device("cpu"))
     assert errors[3] and not any(errors[:3] + errors[4:]), errors
     with pytest.raises(OSError):
         load_xray(str(bogus))
