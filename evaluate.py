@@ -29,16 +29,19 @@ from tqdm import tqdm
 
 from data.conditions import suggestion
 from data.csv_hdf5 import read_csv
+from data.embedding_origin import check_same_encoder
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from engine import SELECTION_MODES, select, selection_auroc
 from models.baselines import BASELINE_METHODS, select_baseline
+from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from run_selector import resolve_device
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.checkpoint import checkpoint_config, checkpoint_seed, load_checkpoint, selector_from_checkpoint
+from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, load_checkpoint,
+                              selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
@@ -130,6 +133,15 @@ def main(argv=None):
     shape = TaskShape.from_config(config)
     conditions = [c for group in groups.values() for c in group]
     table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"], config["HOLD_OUT"])
+    if checkpoint is not None:
+        check_same_encoder(checkpoint_origin(checkpoint, args.checkpoint), table.origin)
+    # Held-out conditions whose labels trained the encoder make the 'unseen' results meaningless.
+    leakage = leakage_warning(table.origin, groups.get("unseen", []))
+    unknown = unknown_labels_note(table.origin, groups.get("unseen", []))
+    if leakage:
+        log.warning("WARNING: %s", leakage)
+    if unknown:
+        log.info(unknown)
     selectors = {}
     if variants:
         trained = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint)
@@ -159,6 +171,8 @@ def main(argv=None):
                                args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device, analysed)
     rows = summarize(outcome, task_sets, methods, args.bootstrap, derived_seed(args.seed, EVALUATION_BOOTSTRAP))
     report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
+    if leakage:
+        report = f"**WARNING: {leakage}**\n\n{report}"
     figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
         rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
     files = {"results.md": report, "results.csv": csv_text(rows, RESULT_COLUMNS),
@@ -183,11 +197,14 @@ def main(argv=None):
         "untrained_seed": checkpoint_seed(checkpoint, args.seed) if UNTRAINED in variants else None,
         "conditions": groups, "num_tasks_per_group": num_tasks, "bootstrap_resamples": args.bootstrap,
         "device": str(device), "seconds_per_task": outcome["seconds_per_task"], "results": rows,
-        "selection_analysis": analysis_rows}
+        "selection_analysis": analysis_rows, "embedding_origin": table.origin.to_dict() if table.origin else None,
+        "warnings": [leakage] if leakage else []}
 
     write_results(args.out, files, figures, summary)
     print(report)
     log.info("results in %s", args.out)
+    if leakage:
+        log.warning("WARNING: %s", leakage)  # again after the tables, where it is read
     return 0
 
 

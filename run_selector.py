@@ -18,6 +18,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from data.embedding_origin import check_same_encoder, known_origin
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.xray_table import load_xray_table
@@ -25,7 +26,8 @@ from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, tr
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint, selector_from_checkpoint
+from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpoint, save_checkpoint,
+                              selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import ORIGINAL_LINE, setup_logging
@@ -87,6 +89,10 @@ def main(argv=None):
                                   config["HOLD_OUT"])
     val_table = load_xray_table(args.val_pos_csv, args.val_norm_csv, conditions, config["USE_ASL"],
                                 config["HOLD_OUT"])
+    check_same_encoder(train_table.origin, val_table.origin)
+    origin = known_origin(train_table.origin, val_table.origin)
+    if resumed is not None:
+        check_same_encoder(checkpoint_origin(resumed, args.resume), origin)
     if val_table.embedding_size != train_table.embedding_size:
         raise UserError(f"{args.val_pos_csv}: embeddings have size {val_table.embedding_size}, but the training "
                         f"embeddings have size {train_table.embedding_size}")
@@ -117,14 +123,15 @@ def main(argv=None):
     else:
         atomic_write_json({"config": config, "seed": seed, "device": str(device),
                            "data": {k: os.path.abspath(getattr(args, k)) for k in
-                                    ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")}},
+                                    ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")},
+                           "embedding_origin": origin.to_dict() if origin else None},
                           os.path.join(args.out, "config.json"))
     log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d",
              "resuming" if resumed is not None else "meta-training", device, train_table.num_positive_csv_rows,
              train_table.num_normal_rows, len(val_tasks), train_table.selector_input_size, config["K"])
 
     run = MetaTrainingRun(config, seed, device, args.out, selector, optimizer, train_table, train_sampler,
-                          val_table, val_tasks, log)
+                          val_table, val_tasks, log, embedding_origin=origin.to_dict() if origin else None)
     if resumed is not None:
         run.restore(resumed["progress"])
     try:
@@ -144,8 +151,9 @@ class MetaTrainingRun:
     """The training loop with its position, best score and metrics, so that it can stop and resume."""
 
     def __init__(self, config, seed, device, out, selector, optimizer, train_table, train_sampler,
-                 val_table, val_tasks, log):
+                 val_table, val_tasks, log, embedding_origin=None):
         self.config, self.seed, self.device, self.out, self.log = config, seed, device, out, log
+        self.embedding_origin = embedding_origin  # stored in every checkpoint: which encoder the selector learnt
         self.selector, self.optimizer = selector, optimizer
         self.train_table, self.train_sampler = train_table, train_sampler
         self.val_table, self.val_tasks = val_table, val_tasks
@@ -230,7 +238,8 @@ class MetaTrainingRun:
             saved = f"model_epoch{epoch + 1}_iter{iteration}"
             self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
             save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
-                            seed=self.seed, val_auroc=val_auroc, step=progress["step"])
+                            seed=self.seed, val_auroc=val_auroc, step=progress["step"],
+                            embedding_origin=self.embedding_origin)
             progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
         train = _means(self._since_validation)
         self._since_validation = []
@@ -244,7 +253,7 @@ class MetaTrainingRun:
         progress["selection_generator"] = self.selection_generator.get_state()
         progress["baseline_generator"] = self.baseline_generator.get_state()
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
-                        self.config, seed=self.seed, progress=progress)
+                        self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin)
 
     def _write_metrics(self):
         buffer = io.StringIO()

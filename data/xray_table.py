@@ -12,7 +12,8 @@ import torch
 import constants
 from data.asl import ASL_SIZE, asl_features
 from data.conditions import require_condition_columns
-from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
+from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
+from data.embedding_origin import check_same_encoder, known_origin, origin_from_attributes
 from data.labels import POSITIVE_VALUES, UNCERTAIN, numeric_labels
 
 
@@ -27,6 +28,7 @@ class XrayTable:
     positive_csv: str
     normal_csv: str
     columns: tuple = ()  # the positive CSV's column names
+    origin: object = None  # EmbeddingOrigin of the embeddings (data/embedding_origin.py), None when unrecorded
     _buffer: torch.Tensor | None = field(default=None, init=False, repr=False)  # see selector_input
 
     @property
@@ -96,6 +98,9 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False, hold_ou
     normal_frame = read_csv(normal_csv)
     positive_hdf5, normal_hdf5 = hdf5_path_for(positive_csv), hdf5_path_for(normal_csv)
     _, dim = embedding_shape(positive_hdf5)
+    positive_origin = origin_from_attributes(read_attributes(positive_hdf5), positive_hdf5)
+    normal_origin = origin_from_attributes(read_attributes(normal_hdf5), normal_hdf5)
+    check_same_encoder(positive_origin, normal_origin)
     num_positive, num_normal = len(positive_frame), len(normal_frame)
 
     embeddings = np.empty((num_positive + num_normal, dim), dtype=np.float32)
@@ -115,4 +120,5 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False, hold_ou
     return XrayTable(embeddings=torch.from_numpy(embeddings), asl=asl, positive_rows=positive_rows,
                      uncertain_counts=uncertain_counts,
                      num_positive_csv_rows=num_positive, num_normal_rows=num_normal,
-                     positive_csv=positive_csv, normal_csv=normal_csv, columns=tuple(positive_frame.columns))
+                     positive_csv=positive_csv, normal_csv=normal_csv, columns=tuple(positive_frame.columns),
+                     origin=known_origin(positive_origin, normal_origin))

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_csv, read_embeddings_into
+from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
+from data.embedding_origin import origin_from_attributes
 from utils.errors import UserError
 
 PATH_COLUMN = "Path"
@@ -23,6 +24,7 @@ class Pool:
     csv_path: str
     frame: pd.DataFrame     # the CSV as read, rows in file order
     embeddings: np.ndarray  # (rows, D) float32; row i is the embedding of CSV row i
+    origin: object = None   # EmbeddingOrigin of the embeddings (data/embedding_origin.py), None when unrecorded
 
     def __len__(self):
         return len(self.frame)
@@ -51,7 +53,8 @@ def load_pool(csv_path):
     _, dim = embedding_shape(hdf5_path)
     embeddings = np.empty((len(frame), dim), dtype=np.float32)
     read_embeddings_into(hdf5_path, embeddings, len(frame), csv_path)
-    return Pool(csv_path=csv_path, frame=frame, embeddings=embeddings)
+    return Pool(csv_path=csv_path, frame=frame, embeddings=embeddings,
+                origin=origin_from_attributes(read_attributes(hdf5_path), hdf5_path))
 
 
 def read_table(source, name, required_columns=(PATH_COLUMN,), unique=True):

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from data.asl import asl_features
+from data.embedding_origin import check_same_encoder
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
-from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
+from utils.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 from utils.seeding import SELECT_XRAYS, torch_generator
@@ -81,6 +82,7 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
     _check_k(k, len(candidates), len(pool), pool_csv)
 
     if method == MEDSELECT:
+        check_same_encoder(checkpoint_origin(stored, checkpoint), pool.origin)
         inputs = selector_inputs(pool, config["USE_ASL"])[candidates]  # (N, D [+3])
         selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint)
         trained_size = config["UNLABELED_POOL_SIZE"]

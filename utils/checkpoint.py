@@ -2,11 +2,13 @@
 
 A checkpoint is a ``torch.save`` dict with ``epoch``, ``model_state_dict`` and
 ``optimizer_state_dict`` (the original's keys, so its tools read ours) and, in
-ours, ``config`` and ``seed``. Checkpoints of the original code have no
-``config``; the defaults of constants.py are assumed for them, and a user says
-otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The original saved some
-checkpoints from a selector wrapped in ``nn.DataParallel``, whose parameter
-names start with ``module.``; they are read with that prefix removed.
+ours, ``config``, ``seed`` and ``embedding_origin`` (the encoder of the
+training embeddings). Checkpoints of the original code have neither ``config``
+nor ``embedding_origin``; the defaults of constants.py are assumed for them,
+and a user says otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The
+original saved some checkpoints from a selector wrapped in ``nn.DataParallel``,
+whose parameter names start with ``module.``; they are read with that prefix
+removed.
 """
 import logging
 import os
@@ -14,6 +16,7 @@ import os
 import torch
 
 from data.asl import ASL_SIZE
+from data.embedding_origin import ORIGIN_KEY, origin_from_dict
 from models.lstm_selector import LSTMSelector
 from utils.atomic import atomic_torch_save
 from utils.config import default_config, with_all_conditions
@@ -75,6 +78,12 @@ def checkpoint_config(checkpoint):
 def checkpoint_seed(checkpoint, default):
     """The --seed of the run that saved the checkpoint (ours store it); ``default`` for the original's."""
     return checkpoint.get("seed", default)
+
+
+def checkpoint_origin(checkpoint, path):
+    """The EmbeddingOrigin of the embeddings the selector was trained on; None when not recorded (the original's
+    checkpoints, ours from before it was recorded)."""
+    return origin_from_dict(checkpoint.get(ORIGIN_KEY), f"the training data of selector {path}")
 
 
 def selector_from_checkpoint(checkpoint, input_size, path):

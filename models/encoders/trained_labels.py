@@ -89,3 +89,11 @@ def leakage_warning(origin, held_out_conditions):
             f"{datasets} with labels that include the held-out condition(s) {', '.join(leaked)}; the 'unseen' "
             "results below do not measure selection of unseen conditions. Use MoCo-CXR or other weights "
             "trained without these labels (docs/embedding.md).")
+
+
+def unknown_labels_note(origin, held_out_conditions):
+    """For encoders whose training labels are unknown (timm weights): a reminder to check them, else None."""
+    if origin is None or not held_out_conditions or conditions_trained_on(origin) is not None:
+        return None
+    return (f"note: the labels {origin.describe()} was trained with are unknown; the 'unseen' results assume they "
+            f"do not include {', '.join(held_out_conditions)}")
