@@ -15,6 +15,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The optional encoders (xray_to_hdf5.py --encoder torchxrayvision | timm): the tests exercise them.
+$(VENV)/.installed-encoders: requirements-encoders.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-encoders.txt
+	touch $@
+
 # SYNTHETIC end to end (NOT real X-rays, NOT trained weights): generated CheXpert-like images and a
 # random-weight checkpoint in the MoCo-CXR layout -> prepare_data.py -> xray_to_hdf5.py for each split
 # CSV -> a short meta-training run. Tasks are tiny (pool 20, query 10, K 5) to fit the few images.
@@ -38,7 +43,7 @@ demo: venv
 	    --set NUM_META_TRAIN_TASKS=480 --set NUM_META_TEST_TASKS=64 --set NUM_EPOCHS=2 --set BATCH_SIZE=16 \
 	    --set LEARNING_RATE=1e-3
 
-test: venv
+test: venv $(VENV)/.installed-encoders
 	$(PY) -m pytest -q tests
 
 clean-demo:
