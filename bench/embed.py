@@ -4,6 +4,11 @@
     python3 bench/embed.py --full_size                          # full-resolution-like JPEGs (2320 x 2828)
     python3 bench/embed.py --device cuda --decoder torchvision  # on a GPU, JPEGs decoded on the GPU
     python3 bench/embed.py --csv CSV --images DIR               # your own images (CSV column 'Path', from DIR)
+    python3 bench/embed.py --encoder torchxrayvision            # densenet121-res224-all (--weights NAME)
+    python3 bench/embed.py --encoder timm --model vit_small_patch16_224
+
+Encoders other than MoCo-CXR get random weights (scripts/make_random_encoder_weights.py)
+unless --weights names real ones; the speed is the same.
 
 Synthetic images come from scripts/make_demo_images.py (NOT real X-rays); --unique
 distinct files are written and listed again and again up to --num_images rows.
@@ -38,13 +43,17 @@ sys.path.insert(0, ROOT)
 from data.images import (decode, decode_jpegs, normalize, read_jpeg, resize_and_crop,  # noqa: E402
                          resize_and_crop_tensor, to_uint8_tensor)
 from bench.timing import median_ms  # noqa: E402
+from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
+from scripts.make_random_encoder_weights import write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter, set_fp32_arithmetic  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
 FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image
 THROUGHPUT = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")  # xray_to_hdf5.py's last log line
+DEFAULT_WEIGHTS = {"torchxrayvision": "densenet121-res224-all"}
+DEFAULT_TIMM_MODEL = "vit_small_patch16_224"  # a ViT-S/16, the size of many self-supervised chest X-ray encoders
 
 
 def get_args_parser():
@@ -62,13 +71,22 @@ def get_args_parser():
                         help="distinct synthetic files, listed again up to --num_images (default 256, 16 --full_size)")
     parser.add_argument("--stage_images", type=int, default=None,
                         help="distinct images the stages are timed on (default: up to 256, 16 --full_size)")
+    parser.add_argument("--encoder", choices=ENCODERS, default="moco",
+                        help="xray_to_hdf5.py --encoder (default moco); the per-stage table of moco also times "
+                             "its torchvision decoder")
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="resnet18",
                         help="encoder of the random-weight MoCo checkpoint (default resnet18)")
     parser.add_argument("--checkpoint", default=None, help="a MoCo checkpoint to use instead (default: random weights)")
+    parser.add_argument("--weights", default=None,
+                        help="torchxrayvision: weights name (default densenet121-res224-all, random weights unless "
+                             "--weights_dir holds the real file); timm: a weights file (default: random weights)")
+    parser.add_argument("--weights_dir", default=None, help="torchxrayvision: folder of its weight files")
+    parser.add_argument("--model", default=DEFAULT_TIMM_MODEL, help=f"timm: model name (default {DEFAULT_TIMM_MODEL})")
     parser.add_argument("--batch_size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--decoder", nargs="+", choices=("pil", "torchvision"), default=["pil", "torchvision"],
-                        help="xray_to_hdf5.py --decoder values for the end-to-end runs (default: both)")
+    parser.add_argument("--decoder", nargs="+", choices=("pil", "torchvision"), default=None,
+                        help="xray_to_hdf5.py --decoder values for the end-to-end runs (default: both for moco; "
+                             "pil, the only one, for the other encoders)")
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help=f"xray_to_hdf5.py --num_workers values (default: 0, 1, 2 and min({MAX_DEFAULT_WORKERS}, "
                              "CPUs))")
@@ -91,20 +109,28 @@ def main(argv=None):
         args.num_images = (8192 if device.type == "cuda" else 256) // (4 if args.full_size else 1)
     if args.workers is None:
         args.workers = sorted({0, 1, 2, min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)})
+    if args.decoder is None:
+        args.decoder = ["pil", "torchvision"] if args.encoder == "moco" else ["pil"]
+    if args.encoder != "moco" and args.decoder != ["pil"]:
+        raise SystemExit("error: --decoder torchvision is for --encoder moco only")
     work = args.work or tempfile.mkdtemp(prefix="bench_embed_")
     os.makedirs(work, exist_ok=True)
     load_before = os.getloadavg()
     try:
         csv, root, checkpoint = prepare_inputs(args, work)
+        encoder_args = encoder_options(args, checkpoint, work)
         paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in pd.read_csv(csv)["Path"].astype(str)]
         print(machine_line(device))
         print(f"images: {len(paths)} rows of {csv} ({len(set(paths))} distinct files"
               f"{', e.g. ' + image_shape(paths[0]) if paths else ''}); batch {args.batch_size}; stages timed on "
               f"{min(len(set(paths)), args.stage_images or (16 if args.full_size else 256))} distinct images; "
               f"medians of {args.repeats} passes after a warm-up; load average before: {fmt_load(load_before)}\n")
-        stages = time_stages(paths, checkpoint, args, device, work)
+        if args.encoder == "moco":
+            stages = time_stages(paths, checkpoint, args, device, work)
+        else:
+            stages = time_encoder_stages(paths, encoder_args, args, device, work)
         print_stage_table(stages)
-        end_to_end = [] if args.skip_end_to_end else time_end_to_end(csv, root, checkpoint, args, device, work)
+        end_to_end = [] if args.skip_end_to_end else time_end_to_end(csv, root, encoder_args, args, device, work)
         load_after = os.getloadavg()
         print(f"\nload average before: {fmt_load(load_before)}; after: {fmt_load(load_after)} "
               f"(1, 5, 15 minutes; {os.cpu_count()} CPUs)")
@@ -133,10 +159,33 @@ def prepare_inputs(args, work):
     else:
         csv, root = write_synthetic_images(args, work), work
     checkpoint = args.checkpoint
-    if checkpoint is None:
+    if checkpoint is None and args.encoder == "moco":
         checkpoint = os.path.join(work, f"moco_random_{args.arch}.pth.tar")
         torch.save(moco_checkpoint(args.arch, "mlp", queue_length=1024, share_momentum_encoder=True), checkpoint)
     return csv, root, checkpoint
+
+
+def encoder_options(args, checkpoint, work):
+    """The xray_to_hdf5.py options that choose the encoder; random weights written in ``work`` when none given."""
+    if args.encoder == "moco":
+        return ["-c", checkpoint]
+    if args.encoder == "torchxrayvision":
+        weights = args.weights or DEFAULT_WEIGHTS["torchxrayvision"]
+        weights_dir = args.weights_dir
+        if weights_dir is None:
+            weights_dir = os.path.join(work, "xrv_weights")
+            os.makedirs(weights_dir, exist_ok=True)
+            write_torchxrayvision_weights(weights_dir, weights)
+        return ["--encoder", "torchxrayvision", "--weights", weights, "--weights_dir", weights_dir]
+    weights = args.weights or write_timm_weights(os.path.join(work, "timm_random.pth"), args.model)
+    return ["--encoder", "timm", "--model", args.model, "--weights", weights]
+
+
+def load_kwargs(encoder_args):
+    """xray_to_hdf5.py's encoder options -> load_encoder's keyword arguments."""
+    options = dict(zip(encoder_args[::2], encoder_args[1::2]))
+    return {"weights": options.get("--weights"), "weights_dir": options.get("--weights_dir"),
+            "model_name": options.get("--model")}
 
 
 def write_synthetic_images(args, work):
@@ -237,6 +286,47 @@ def time_stages(all_paths, checkpoint, args, device, work):
     return {"ms": ms, "paths": stage_paths}
 
 
+def time_encoder_stages(all_paths, encoder_args, args, device, work):
+    """The stages of a torchxrayvision or timm encoder, each timed alone as ``time_stages`` does for MoCo."""
+    paths = list(dict.fromkeys(all_paths))[:args.stage_images or (16 if args.full_size else 256)]
+    batch_size = args.batch_size
+    encoder = load_encoder(args.encoder, device=device, **load_kwargs(encoder_args))
+    pipeline, ms, cpu = encoder.pipeline, {}, torch.device("cpu")
+
+    def per_image(fn, count, on=cpu):
+        return median_ms(fn, args.repeats, on) / count
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    ms["decode (PIL)"] = per_image(lambda: [pipeline.decode(p) for p in paths], len(paths))
+    decoded = [pipeline.decode(p) for p in paths]
+    transform = f"transform ({encoder.name}: crop, resize, scale)"
+    ms[transform] = per_image(lambda: [pipeline.transform(im) for im in decoded], len(paths))
+    tensors = [pipeline.transform(im) for im in decoded]
+    del decoded
+    ms["collate"] = per_image(lambda: [torch.stack(tensors[lo:lo + batch_size])
+                                       for lo in range(0, len(tensors), batch_size)], len(tensors))
+    batch = torch.stack([tensors[i % len(tensors)] for i in range(batch_size)])  # (B, C, H, W)
+    del tensors
+    torch.set_num_threads(threads)
+    source = batch.pin_memory() if device.type == "cuda" else batch
+    ms["to model input"] = per_image(lambda: pipeline.model_input(source, device, channels_last=True), len(batch),
+                                     device)
+    set_fp32_arithmetic(device, "fp32")
+    model = encoder.model.to(device).to(memory_format=torch.channels_last)
+    x = pipeline.model_input(batch, device, channels_last=True)
+
+    def forward():
+        with torch.inference_mode():
+            model(x)  # (B, D)
+    model_stage = f"model forward ({encoder.name} {encoder.model_name}, fp32)"
+    ms[model_stage] = per_image(forward, len(x), device)
+    embeddings = np.random.default_rng(0).normal(size=(len(all_paths), encoder.dim)).astype(np.float32)
+    ms["HDF5 write"] = per_image(lambda: write_hdf5(os.path.join(work, "write_bench.hdf5"), embeddings,
+                                                    batch_size), len(all_paths))
+    return {"ms": ms, "paths": {encoder.name: list(ms)}}
+
+
 def write_hdf5(path, embeddings, batch_size):
     """Write ``embeddings`` as xray_to_hdf5.py does: one flushed batch at a time into a fresh file."""
     writer = EmbeddingWriter.open(path, len(embeddings), embeddings.shape[1], {}, 0)
@@ -259,7 +349,7 @@ def print_stage_table(stages):
         f"**{totals[n]:.2f} ms = {1000 / totals[n]:.0f} images/s**" for n in names) + " |")
 
 
-def time_end_to_end(csv, root, checkpoint, args, device, work):
+def time_end_to_end(csv, root, encoder_args, args, device, work):
     """xray_to_hdf5.py with its defaults, in a fresh process per run: the images/s it logs, per setting.
 
     The settings take turns (decoders alternate), so that a change in the machine's load hits them alike.
@@ -269,8 +359,8 @@ def time_end_to_end(csv, root, checkpoint, args, device, work):
     runs = {setting: [] for setting in settings}
     for _ in range(args.end_to_end_repeats):
         for decoder, workers in settings:
-            command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, "-c",
-                       checkpoint, "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
+            command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, *encoder_args,
+                       "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
                        "--num_workers", str(workers), "--decoder", decoder, "--overwrite"]
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True)
@@ -281,8 +371,8 @@ def time_end_to_end(csv, root, checkpoint, args, device, work):
             runs[decoder, workers].append({"images_per_s": float(match.group(2)), "embedding_s": float(match.group(1)),
                                            "wall_s": wall, "load_average_after": os.getloadavg()})
             os.remove(out)
-    print(f"\n| xray_to_hdf5.py, defaults | --num_workers | images/s (median of {args.end_to_end_repeats}) | "
-          "embedding (s) | wall, with start-up (s) | 1-min load after |")
+    print(f"\n| xray_to_hdf5.py --encoder {args.encoder}, defaults | --num_workers | images/s (median of "
+          f"{args.end_to_end_repeats}) | embedding (s) | wall, with start-up (s) | 1-min load after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     for (decoder, workers), results in sorted(runs.items()):

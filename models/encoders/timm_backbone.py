@@ -80,10 +80,12 @@ def load_backbone_weights(model, state, source, model_name):
                         f"{sizes[0] if sizes else str(err).splitlines()[0]}") from None
     if missing or unexpected:
         raise UserError(f"--weights {source}: does not fit timm model {model_name}: {len(missing)} of its "
-                        f"parameters are missing ({', '.join(missing[:KEYS_SHOWN])}{', ...' if len(missing) > KEYS_SHOWN else ''})"
-                        f" and {len(unexpected)} are unexpected ({', '.join(unexpected[:KEYS_SHOWN])}"
-                        f"{', ...' if len(unexpected) > KEYS_SHOWN else ''}); --model must name the architecture "
-                        "the weights were trained with")
+                        f"parameters are missing ({_some(missing)}) and {len(unexpected)} are unexpected "
+                        f"({_some(unexpected)}); --model must name the architecture the weights were trained with")
+
+
+def _some(keys):
+    return ", ".join(keys[:KEYS_SHOWN]) + (", ..." if len(keys) > KEYS_SHOWN else "")
 
 
 class TimmPipeline(ImagePipeline):
