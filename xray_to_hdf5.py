@@ -344,7 +344,7 @@ def embed_rows(model, encoder, paths, start_row, args, ranks, channels_last):
                 rows, images, errors, uniform = next(batches)
                 if pipeline.decodes_on_device:  # JPEG bytes -> images, decoded on the GPU
                     images, errors, uniform = pipeline.finish_batch(images, [paths[int(r)] for r in rows],
-                                                                    uniform, ranks.device)
+                                                                    errors, uniform, ranks.device)
                 failure = next(((int(r), e) for r, e in zip(rows, errors) if e), None)
                 uniform_rows = [int(r) for r, flat in zip(rows, uniform) if flat]
                 if failure is None:

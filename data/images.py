@@ -167,9 +167,9 @@ def decode_jpegs(data, device="cpu"):
 def decode_torchvision(path):
     """A JPEG decoded by torchvision -> (C, H, W) uint8 tensor, C = 1 or 3; any other file -> ``decode(path)``.
 
-    Only JPEGs take this path (8 bits per channel); PNGs and TIFFs, 16-bit ones
-    included, and JPEGs that torchvision refuses go through ``decode``, so both
-    decoders scale every bit depth the same way.
+    Only 8-bit JPEGs take this path; PNGs and TIFFs, 16-bit ones included, and
+    JPEGs that torchvision refuses or decodes to other than 8 bits go through
+    ``decode``, so both decoders scale every bit depth the same way.
     """
     data = read_jpeg(path)
     if data is not None:
@@ -177,7 +177,7 @@ def decode_torchvision(path):
             image = decode_jpegs(data)  # (C, H, W) uint8
         except RuntimeError:
             image = None
-        if image is not None and image.shape[0] in (1, 3):
+        if image is not None and image.shape[0] in (1, 3) and image.dtype == torch.uint8:
             return image
     return decode(path)
 
@@ -230,7 +230,7 @@ def decode_batch(items, paths, device):
             images[i] = item.to(device, non_blocking=True)
             continue
         try:
-            if image is None or image.shape[0] not in (1, 3):
+            if image is None or image.shape[0] not in (1, 3) or image.dtype != torch.uint8:
                 image = decode(paths[i])  # PIL decodes it, or names the problem
             uniform[i] = is_uniform(image)
             images[i] = MocoTorchvisionPipeline().transform(image).to(device)
@@ -352,10 +352,11 @@ class MocoDeviceDecodePipeline(MocoTorchvisionPipeline):
     def transform(self, image):
         return image if isinstance(image, torch.Tensor) else MocoPipeline.transform(self, image)
 
-    def finish_batch(self, items, paths, uniform, device):
-        """Worker items -> ((B, 3, 320, 320) uint8 on ``device``, [error or ""], [uniform])."""
-        images, errors, decoded_uniform = decode_batch(items, paths, device)
-        return images, errors, [u if d is None else d for u, d in zip(uniform, decoded_uniform)]
+    def finish_batch(self, items, paths, errors, uniform, device):
+        """Worker items, errors and uniform flags -> ((B, 3, 320, 320) uint8 on ``device``, errors, flags)."""
+        images, decode_errors, decoded_uniform = decode_batch(items, paths, device)
+        return (images, [e or d for e, d in zip(errors, decode_errors)],
+                [u if d is None else d for u, d in zip(uniform, decoded_uniform)])
 
 
 DECODERS = {"pil": MocoPipeline, "torchvision": MocoTorchvisionPipeline}  # --decoder -> MoCo pipeline

@@ -102,14 +102,17 @@ def test_uniform_image_is_named_once(tmp_path, capsys, mixed_images, decoder):
             assert lines == [], err
 
 
-def test_uniform_images_decoded_on_the_device_are_flagged(mixed_images):
-    """--decoder torchvision on a GPU: JPEG bytes are decoded with the batch (here on the CPU)."""
+def test_uniform_images_decoded_on_the_device_are_flagged(mixed_images, tmp_path):
+    """--decoder torchvision on a GPU: JPEG bytes are decoded with the batch (here on the CPU); a file the
+    workers could not read keeps its error."""
+    paths = mixed_images + [str(tmp_path / "missing.png")]
     pipeline = MocoDeviceDecodePipeline()
-    items = [XrayImages(mixed_images, pipeline)[row] for row in range(len(mixed_images))]
+    items = [XrayImages(paths, pipeline)[row] for row in range(len(paths))]
     _, images, errors, uniform = zip(*items)
-    assert uniform == (None, True, None, False)  # JPEGs: unknown until decoded
-    _, errors, uniform = pipeline.finish_batch(list(images), mixed_images, list(uniform), torch.device("cpu"))
-    assert uniform == [False, True, True, False] and errors == [""] * 4
+    assert uniform == (None, True, None, False, False)  # JPEGs: unknown until decoded
+    _, errors, uniform = pipeline.finish_batch(list(images), paths, list(errors), list(uniform), torch.device("cpu"))
+    assert uniform == [False, True, True, False, False]
+    assert errors == [""] * 4 + ["file not found"]
 
 
 def test_many_uniform_images_are_counted(tmp_path, capsys, mixed_images, monkeypatch):
