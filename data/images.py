@@ -364,7 +364,7 @@ DECODERS = {"pil": MocoPipeline, "torchvision": MocoTorchvisionPipeline}  # --de
 
 def moco_pipeline(decoder, device):
     """The MoCo pipeline for --decoder on ``device`` (with torchvision on a GPU, JPEGs are decoded there)."""
-    if decoder == "torchvision" and device.type == "cuda":
+    if decoder == "torchvision" and device is not None and device.type == "cuda":
         return MocoDeviceDecodePipeline()
     return DECODERS[decoder]()
 

@@ -13,7 +13,7 @@ import constants
 from data.asl import ASL_SIZE, asl_features
 from data.conditions import require_condition_columns
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
-from data.embedding_origin import check_same_encoder, known_origin, origin_from_attributes
+from data.embedding_origin import EmbeddingOrigin, check_same_encoder, known_origin, origin_from_attributes
 from data.labels import POSITIVE_VALUES, UNCERTAIN, numeric_labels
 
 
@@ -28,7 +28,7 @@ class XrayTable:
     positive_csv: str
     normal_csv: str
     columns: tuple = ()  # the positive CSV's column names
-    origin: object = None  # EmbeddingOrigin of the embeddings (data/embedding_origin.py), None when unrecorded
+    origin: EmbeddingOrigin | None = None  # which encoder made the embeddings; None when not recorded
     _buffer: torch.Tensor | None = field(default=None, init=False, repr=False)  # see selector_input
 
     @property

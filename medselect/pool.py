@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
-from data.embedding_origin import origin_from_attributes
+from data.embedding_origin import EmbeddingOrigin, origin_from_attributes
 from utils.errors import UserError
 
 PATH_COLUMN = "Path"
@@ -24,7 +24,7 @@ class Pool:
     csv_path: str
     frame: pd.DataFrame     # the CSV as read, rows in file order
     embeddings: np.ndarray  # (rows, D) float32; row i is the embedding of CSV row i
-    origin: object = None   # EmbeddingOrigin of the embeddings (data/embedding_origin.py), None when unrecorded
+    origin: EmbeddingOrigin | None = None  # which encoder made the embeddings; None when not recorded
 
     def __len__(self):
         return len(self.frame)

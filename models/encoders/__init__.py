@@ -46,7 +46,7 @@ class Encoder:
 
 def load_encoder(name, *, checkpoint_path=None, arch=None, decoder="pil", weights=None, weights_dir=None,
                  model_name=None, device=None):
-    """Build the encoder ``name`` from the options that concern it (the others must be None)."""
+    """Build the encoder ``name`` from the options that concern it (xray_to_hdf5.py refuses the others)."""
     if name == "moco":
         from models.encoders import moco
         return moco.load(checkpoint_path, arch, decoder, device)
