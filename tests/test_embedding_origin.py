@@ -15,6 +15,7 @@ import run_selector
 import select_xrays
 from data.embedding_origin import EmbeddingOrigin, check_same_encoder, origin_from_attributes
 from data.xray_table import load_xray_table
+from models.encoders.trained_labels import conditions_trained_on, label_leakage
 from tests.conftest import TINY_SETTINGS, run_main, write_tiny_split
 from tests.evaluate_helpers import SETTINGS, write_checkpoint, write_test_split
 from tests.medselect_helpers import DIM, memoryless_selector, write_pool
@@ -150,6 +151,18 @@ def test_original_checkpoints_and_files_are_not_refused(tmp_path, capsys):
     code, _, err = run_main(select_xrays.main, ["--pool_csv", pool_csv, "--checkpoint", selector_path, "-k", 3,
                                                 "--out", tmp_path / "chosen.csv"], capsys)
     assert code == 0, err
+
+
+def test_leaked_conditions_in_either_naming():
+    """Hand-checked against torchxrayvision's label lists: NIH's 'Effusion' is CheXpert's 'Pleural Effusion'."""
+    conditions = ["Effusion", "Pleural Effusion", "Mass", "Lung Lesion", "Enlarged Cardiomediastinum", "Fracture"]
+    for attrs, leaked in ((XRV_ALL, conditions),
+                          ({**XRV_ALL, "weights": "chex"}, ["Effusion", "Pleural Effusion", "Lung Lesion",
+                                                             "Enlarged Cardiomediastinum", "Fracture"]),
+                          ({**XRV_ALL, "weights": "densenet121-res224-nih"}, ["Effusion", "Pleural Effusion", "Mass"]),
+                          (XRV_RSNA, []), (MOCO, []), (TIMM, [])):
+        assert label_leakage(origin_from_attributes(attrs, "x.hdf5"), conditions) == leaked, attrs["weights"]
+    assert conditions_trained_on(origin_from_attributes(TIMM, "x.hdf5")) is None
 
 
 @pytest.fixture(scope="module")

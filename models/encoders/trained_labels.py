@@ -48,7 +48,8 @@ TORCHXRAYVISION_WEIGHTS = {
 }
 # torchxrayvision also accepts the DenseNets' short names ("all", "nih", ...).
 SHORT_NAMES = {name.rsplit("-", 1)[1]: name for name in TORCHXRAYVISION_WEIGHTS if name.startswith("densenet121")}
-# torchxrayvision's label names that differ from the CheXpert condition names MedSelect uses (constants.py).
+# torchxrayvision's label names (NIH's) that CheXpert's names differ from: a condition may carry either
+# (prepare_data.py gives NIH's findings CheXpert's names where CheXpert has them; an own CSV may not).
 CHEXPERT_NAME = {"Effusion": "Pleural Effusion"}
 
 
@@ -59,8 +60,9 @@ def canonical_weights_name(name):
 
 
 def conditions_trained_on(origin):
-    """The CheXpert condition names the encoder of ``origin`` (an EmbeddingOrigin) was trained to predict:
-    a frozenset (empty for MoCo-CXR), or None when unknown (timm weights, files without a recorded encoder)."""
+    """The condition names the encoder of ``origin`` (an EmbeddingOrigin) was trained to predict, in
+    torchxrayvision's and in CheXpert's naming: a frozenset (empty for MoCo-CXR), or None when unknown (timm
+    weights, files without a recorded encoder)."""
     if origin is None:
         return None
     if origin.encoder == "moco":
@@ -69,7 +71,8 @@ def conditions_trained_on(origin):
         name = canonical_weights_name(origin.weights)
         if name is None:
             return None
-        return frozenset(CHEXPERT_NAME.get(label, label) for label in TORCHXRAYVISION_WEIGHTS[name][1])
+        labels = TORCHXRAYVISION_WEIGHTS[name][1]
+        return frozenset(labels) | frozenset(CHEXPERT_NAME.get(label, label) for label in labels)
     return None
 
 
