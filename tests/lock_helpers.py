@@ -1,0 +1,42 @@
+"""Another process that holds a RunLock, as a second run would: for the tests of every locked output."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_HOLD = ("import sys; from utils.run_lock import RunLock\n"
+         "with RunLock(sys.argv[1], 'test'):\n    print('locked', flush=True); sys.stdin.read()")
+
+
+@contextlib.contextmanager
+def lock_held_by_other_process(path):
+    """Yield the pid of a live process that holds the lock at ``path``; it ends (releasing it) afterwards."""
+    holder = start_holder(path)
+    try:
+        yield holder.pid
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+
+
+def start_holder(path):
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def stale_lock(path):
+    """Leave a lock file at ``path`` as a killed run leaves it: its process took it and died by SIGKILL.
+
+    Returns the dead process's pid."""
+    holder = start_holder(path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    holder.stdin.close()
+    holder.stdout.close()
+    assert os.path.exists(path)
+    return holder.pid
