@@ -3,6 +3,7 @@
 Row i of the HDF5 dataset ``dataset`` is the embedding of CSV row i; nothing here
 reorders, skips or drops a row.
 """
+import hashlib
 import os
 
 import h5py
@@ -13,6 +14,7 @@ from utils.errors import UserError
 
 HDF5_DATASET = "dataset"
 FINITE_CHECK_ROWS = 65536  # rows checked for NaN/inf at a time, to keep the check's memory small
+FINGERPRINT_ROWS = 256  # rows of an HDF5 that its fingerprint hashes
 
 
 def hdf5_path_for(csv_path):
@@ -81,6 +83,33 @@ def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
                                 "contains NaN or infinity")
 
 
+def _not_embeddings(node):
+    """What is wrong with ``node`` as a (rows, D) float array of embeddings, or None."""
+    if not isinstance(node, h5py.Dataset):
+        return f"is a {type(node).__name__.lower()}, not a dataset"
+    if node.ndim != 2 or node.dtype.kind != "f" or node.shape[1] < 1:
+        text = " (text)" if node.dtype.kind in "SUO" else ""
+        return f"has shape {node.shape} and dtype {node.dtype}{text}"
+    return None
+
+
+def hdf5_fingerprint(hdf5_path):
+    """A short hash of the embeddings' shape, dtype and FINGERPRINT_ROWS evenly spaced rows (first and last too).
+
+    Cheap whatever the file's size: it reads at most FINGERPRINT_ROWS rows (0.5 MB at D = 512), not the
+    whole file, yet tells apart files of other X-rays, other row counts or order, and embeddings
+    recomputed with another encoder or preprocessing (which change every row). A change confined to
+    rows between the sampled ones goes unnoticed.
+    """
+    with _open_dataset(hdf5_path) as (_, dataset):
+        rows = dataset.shape[0]
+        sampled = np.unique(np.linspace(0, rows - 1, num=min(rows, FINGERPRINT_ROWS)).round().astype(np.int64))
+        values = dataset[sampled] if rows else np.empty((0, dataset.shape[1]), dataset.dtype)
+        digest = hashlib.sha256(f"{dataset.shape} {dataset.dtype.str}".encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()[:16]
+
+
 class _open_dataset:
     """Context manager: (file, dataset) for ``hdf5_path`` with one-line errors."""
 
@@ -101,9 +130,11 @@ class _open_dataset:
             self.file.close()
             raise UserError(f"{self.path}: no dataset named '{HDF5_DATASET}' (found: {names})")
         dataset = self.file[HDF5_DATASET]
-        if dataset.ndim != 2:
+        problem = _not_embeddings(dataset)
+        if problem:
             self.file.close()
-            raise UserError(f"{self.path}: dataset '{HDF5_DATASET}' has shape {dataset.shape}, expected (rows, D)")
+            raise UserError(f"{self.path}: '{HDF5_DATASET}' {problem}; expected a 2-D float array (rows, D), one "
+                            "embedding per CSV row, as xray_to_hdf5.py writes")
         return self.file, dataset
 
     def __exit__(self, *exc):
