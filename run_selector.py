@@ -4,20 +4,24 @@
 
 Each CSV has its embeddings in the HDF5 file beside it (same name, .hdf5). The run
 folder DIR receives config.json, train.log, metrics.csv (one row per
-meta-validation), last.pt (to --resume from) and the best checkpoints
-model_epoch{E}_iter{I}.
+meta-validation), last.pt (to --resume from), the best checkpoints
+model_epoch{E}_iter{I} and best.pt (the same file as the best of them). It is
+locked for the whole run, so a second run into it is refused.
 """
 import argparse
+import contextlib
 import csv
+import fnmatch
 import glob
 import io
 import math
 import os
+import signal
 import time
 
 import torch
-from tqdm import tqdm
 
+from data.data_record import check_same_inputs, record_inputs
 from data.embedding_origin import check_same_encoder, known_origin
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
@@ -25,20 +29,26 @@ from data.xray_table import load_xray_table
 from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, train_step
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
-from utils.atomic import atomic_write_json, atomic_write_text
+from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpoint, save_checkpoint,
                               selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import ORIGINAL_LINE, setup_logging
+from utils.output_location import check_output_location
+from utils.progress import progress_bar
+from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
 from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed_everything, torch_generator
 
 LOG_EVERY = 5  # steps between log lines (as the original)
 VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
 LAST_CHECKPOINT = "last.pt"
-RUN_FILES = ("config.json", "metrics.csv", "train.log", LAST_CHECKPOINT)
+BEST_CHECKPOINT = "best.pt"  # the same file as the best model_epoch{E}_iter{I} (a hard link, or a copy)
+RUN_FILES = ("config.json", "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT)
+ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept for the best checkpoints
 METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward",
-                   "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved")
+                   "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint")
+DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
 
 
 def get_args_parser():
@@ -59,8 +69,9 @@ def get_args_parser():
                         help="seed of every random choice: tasks, selections, initial weights")
     parser.add_argument("--device", default=None, help="torch device; default: cuda when available, else cpu")
     parser.add_argument("--resume", metavar="CKPT", default=None,
-                        help=f"continue an interrupted run from its {LAST_CHECKPOINT} (same data, same --out); "
-                             "the configuration and seed stored in it are used")
+                        help=f"continue an interrupted run from its {LAST_CHECKPOINT}, in the folder that holds it "
+                             "(--out must name that folder) and on the same data; the configuration and seed "
+                             "stored in it are used")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in an --out folder that holds an earlier run (its files are removed)")
     return parser
@@ -68,6 +79,11 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    with contextlib.ExitStack() as on_exit:  # releases the run folder's lock however the run ends
+        return meta_train(args, on_exit)
+
+
+def meta_train(args, on_exit):
     log = setup_logging()
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed is not None:
@@ -77,9 +93,11 @@ def main(argv=None):
         if args.overrides:
             raise UserError("--set cannot be combined with --resume: the run continues with the configuration "
                             f"stored in {args.resume}")
+        check_resume_folder(args.resume, args.out)
         config, seed = checkpoint_config(resumed), resumed.get("seed", args.seed)
     else:
         config, seed = apply_overrides(default_config(), args.overrides), args.seed
+    check_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
     device = resolve_device(args.device)
 
     # Read and validate all input before anything is written.
@@ -96,6 +114,8 @@ def main(argv=None):
     if val_table.embedding_size != train_table.embedding_size:
         raise UserError(f"{args.val_pos_csv}: embeddings have size {val_table.embedding_size}, but the training "
                         f"embeddings have size {train_table.embedding_size}")
+    data_record = record_inputs({name: getattr(args, name) for name in DATA_ARGUMENTS})
+    data_notes = check_same_inputs(resumed.get("data"), data_record, args.resume) if resumed is not None else []
     train_sampler = TaskSampler(train_table, conditions, shape, seed, TRAIN_STREAM)
     val_tasks = FixedTaskSet(TaskSampler(val_table, conditions, shape, seed, VALIDATION_STREAM),
                              config["NUM_META_TEST_TASKS"])
@@ -104,9 +124,13 @@ def main(argv=None):
         selector = selector_from_checkpoint(resumed, train_table.selector_input_size, args.resume)
     else:
         selector = initial_selector(train_table.selector_input_size, seed)
-    prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
+    lock_note = prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite, on_exit=on_exit)
+    # A scheduler's SIGTERM stops the run like Ctrl-C: the resume hint is logged and the lock removed.
+    on_exit.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
 
     log = setup_logging(os.path.join(args.out, "train.log"))
+    for note in filter(None, [lock_note, *data_notes]):
+        log.info(note)
     absent = [c for c in config["HOLD_OUT"] if c not in train_table.columns or c not in val_table.columns]
     if absent:
         log.info("HOLD_OUT condition(s) %s are not columns of %s / %s: fine here, held-out conditions are not "
@@ -131,7 +155,8 @@ def main(argv=None):
              train_table.num_normal_rows, len(val_tasks), train_table.selector_input_size, config["K"])
 
     run = MetaTrainingRun(config, seed, device, args.out, selector, optimizer, train_table, train_sampler,
-                          val_table, val_tasks, log, embedding_origin=origin.to_dict() if origin else None)
+                          val_table, val_tasks, log, embedding_origin=origin.to_dict() if origin else None,
+                          data_record=data_record)
     if resumed is not None:
         run.restore(resumed["progress"])
     try:
@@ -142,8 +167,8 @@ def main(argv=None):
             log.info("interrupted; continue from the last validation with the same command plus --resume %s "
                      "(without --set)", last)
         raise
-    log.info("done: best meta-val AUROC %.4f in %s; metrics in %s", best["best_val_auroc"],
-             os.path.join(args.out, best["best_checkpoint"]), os.path.join(args.out, "metrics.csv"))
+    log.info("done: best meta-val AUROC %.4f in %s (= %s); metrics in %s", best["best_val_auroc"],
+             os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"], os.path.join(args.out, "metrics.csv"))
     return 0
 
 
@@ -151,9 +176,10 @@ class MetaTrainingRun:
     """The training loop with its position, best score and metrics, so that it can stop and resume."""
 
     def __init__(self, config, seed, device, out, selector, optimizer, train_table, train_sampler,
-                 val_table, val_tasks, log, embedding_origin=None):
+                 val_table, val_tasks, log, embedding_origin=None, data_record=None):
         self.config, self.seed, self.device, self.out, self.log = config, seed, device, out, log
         self.embedding_origin = embedding_origin  # stored in every checkpoint: which encoder the selector learnt
+        self.data_record = data_record  # stored in last.pt, so that a resume on other data is refused
         self.selector, self.optimizer = selector, optimizer
         self.train_table, self.train_sampler = train_table, train_sampler
         self.val_table, self.val_tasks = val_table, val_tasks
@@ -177,26 +203,25 @@ class MetaTrainingRun:
             self.log.info("this run is already complete (%d steps)", total_steps)
             return self.progress
         started = time.time() - self.progress["elapsed_s"]
-        # disable=None: a bar on a terminal, none in a log file (the log lines every LOG_EVERY steps remain).
-        bar = tqdm(total=total_steps, initial=start_step, desc="meta-training", unit="step", dynamic_ncols=True,
-                   disable=None)
         epoch, done_in_epoch = divmod(start_step, self.steps_per_epoch)
-        for epoch in range(epoch, self.config["NUM_EPOCHS"]):
-            for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate_for_epoch(self.config["LEARNING_RATE"], epoch)
-            iterations = range(done_in_epoch + 1, self.steps_per_epoch + 1)
-            for iteration, task_arrays in zip(iterations, prefetched(self._draw_arrays, iterations)):
-                stats = self._step(epoch, iteration, to_task_batch(task_arrays, self.device))
-                self.progress.update(epoch=epoch, iter=iteration, step=self.progress["step"] + 1,
-                                     elapsed_s=time.time() - started)
-                bar.update(1)
-                bar.set_postfix(auroc=f"{stats['auroc']:.3f}", reward=f"{stats['reward']:+.3f}")
-                if iteration % LOG_EVERY == 0:
-                    self._log_window(epoch, iteration, started)
-                if iteration % VALIDATE_EVERY == 0 or self.progress["step"] == total_steps:
-                    self._validate_and_save(epoch, iteration)
-            done_in_epoch = 0
-        bar.close()
+        # closed however the loop ends, so that nothing printed afterwards lands on the bar's line
+        with progress_bar(total=total_steps, initial=start_step, desc="meta-training", unit="step") as bar:
+            for epoch in range(epoch, self.config["NUM_EPOCHS"]):
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate_for_epoch(self.config["LEARNING_RATE"], epoch)
+                iterations = range(done_in_epoch + 1, self.steps_per_epoch + 1)
+                for iteration, task_arrays in zip(iterations, prefetched(self._draw_arrays, iterations)):
+                    stats = self._step(epoch, iteration, to_task_batch(task_arrays, self.device))
+                    self.progress.update(epoch=epoch, iter=iteration, step=self.progress["step"] + 1,
+                                         elapsed_s=time.time() - started)
+                    bar.set_postfix(auroc=f"{stats['auroc']:.3f}", reward=f"{stats['reward']:+.3f}", refresh=False)
+                    bar.update(1)
+                    if iteration % LOG_EVERY == 0:
+                        self._log_window(epoch, iteration, started)
+                    if iteration % VALIDATE_EVERY == 0 or self.progress["step"] == total_steps:
+                        self._validate_and_save(epoch, iteration)
+                done_in_epoch = 0
+        self._link_best()  # also for a run resumed from a last.pt made before best.pt existed
         return self.progress
 
     def _draw_arrays(self, iteration):
@@ -241,6 +266,7 @@ class MetaTrainingRun:
                             seed=self.seed, val_auroc=val_auroc, step=progress["step"],
                             embedding_origin=self.embedding_origin)
             progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
+            self._link_best()
         train = _means(self._since_validation)
         self._since_validation = []
         progress["metrics"].append({
@@ -248,12 +274,19 @@ class MetaTrainingRun:
             "train_baseline_auroc": train["baseline_auroc"], "train_reward": train["reward"],
             "val_auroc": val_auroc, "best_val_auroc": progress["best_val_auroc"],
             "learning_rate": self.optimizer.param_groups[0]["lr"], "elapsed_s": progress["elapsed_s"],
-            "saved": saved})
+            "saved": saved, "best_checkpoint": progress["best_checkpoint"]})
         self._write_metrics()
         progress["selection_generator"] = self.selection_generator.get_state()
         progress["baseline_generator"] = self.baseline_generator.get_state()
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
-                        self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin)
+                        self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin,
+                        data=self.data_record)
+
+    def _link_best(self):
+        """best.pt: the same file as the best model_epoch{E}_iter{I}, so nobody has to search for it."""
+        if self.progress["best_checkpoint"] is not None:
+            atomic_link_or_copy(os.path.join(self.out, self.progress["best_checkpoint"]),
+                                os.path.join(self.out, BEST_CHECKPOINT))
 
     def _write_metrics(self):
         buffer = io.StringIO()
@@ -281,27 +314,56 @@ def resolve_device(name):
     return device
 
 
-def prepare_run_folder(out, resuming, overwrite):
-    """Create --out (and check it is writable); refuse to mix a new run into an earlier one."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out}: exists and is not a folder")
-    earlier = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-    earlier += [os.path.basename(p) for p in glob.glob(os.path.join(out, "model_epoch*_iter*"))]
-    if earlier and not resuming:
-        if not overwrite:
-            raise UserError(f"--out {out}: already holds a run ({', '.join(sorted(earlier)[:3])}...); continue it with "
-                            f"--resume {os.path.join(out, LAST_CHECKPOINT)}, or pass --overwrite to replace it")
-    try:
-        os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as err:
-        raise UserError(f"--out {out}: cannot write there ({err.strerror})") from None
-    if earlier and not resuming:
+def check_resume_folder(resume, out):
+    """--resume continues the run where its last.pt is: refuse an --out that names another folder."""
+    folder = os.path.dirname(os.path.abspath(resume))
+    if not (os.path.isdir(out) and os.path.samefile(out, folder)):
+        raise UserError(f"--out {out}: --resume {resume} continues the run in the folder that holds it; "
+                        f"pass --out {folder}")
+
+
+def check_run_folder(out, resuming, overwrite):
+    """Refuse, before any work, an --out that cannot be written, is in use, or holds another run. Reads only."""
+    check_output_location(out, "--out", folder=True)
+    check_unlocked(os.path.join(out, FOLDER_LOCK), f"--out {out}")
+    _refuse_mixing(out, _earlier_run_files(out), resuming, overwrite)
+
+
+def prepare_run_folder(out, resuming, overwrite, on_exit):
+    """Create --out and lock it until ``on_exit`` closes; with --overwrite, remove the earlier run's files.
+
+    Returns the lock's note about a stale lock it took over, or None.
+    """
+    note = lock_folder(out, f"--out {out}", on_exit)
+    earlier = _earlier_run_files(out)
+    _refuse_mixing(out, earlier, resuming, overwrite)  # again under the lock: a run may have ended here meanwhile
+    if not resuming:
         for name in earlier:
             os.remove(os.path.join(out, name))
+    return note
+
+
+def _earlier_run_files(out):
+    earlier = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    return earlier + sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, ORIGINAL_CHECKPOINTS)))
+
+
+def _refuse_mixing(out, earlier, resuming, overwrite):
+    """A new run never writes among another run's files unless --overwrite lets it remove them."""
+    if not earlier or resuming or overwrite:
+        return
+    shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+    if all(fnmatch.fnmatch(name, ORIGINAL_CHECKPOINTS) for name in earlier):  # the original code's run folder
+        raise UserError(f"--out {out}: holds checkpoints ({shown}) but no config.json, as the original code leaves "
+                        "them; a new run is not mixed into them: choose a fresh folder, or pass --overwrite to "
+                        "delete them")
+    resume = f"continue it with --resume {os.path.join(out, LAST_CHECKPOINT)}, " if LAST_CHECKPOINT in earlier else ""
+    raise UserError(f"--out {out}: already holds a run ({shown}); {resume or 'choose a fresh folder, '}or pass "
+                    "--overwrite to replace it")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
