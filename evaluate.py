@@ -8,7 +8,8 @@ its query AUROC. Conditions seen in meta-training (NON_HOLD_OUT) and held out (H
 separate groups of tasks. DIR receives results.md / .csv / .json (mean AUROC with a 95%
 bootstrap CI per method x condition and group, and each MedSelect variant's paired difference to
 every other method), per_task.csv, auroc_by_condition.png and, with --analysis,
-selection_analysis.csv/.png. Nothing is written until everything is computed.
+selection_analysis.csv/.png. Nothing is written until everything is computed; DIR is locked
+meanwhile, so a second evaluation into it is refused.
 
 MedSelect is evaluated as separate methods, because its selection mode changes the result:
 medselect-sample (K multinomial draws, as in training), medselect-topk (the K highest logits),
@@ -17,6 +18,7 @@ draws: select_xrays.py's 'sample') and medselect-untrained (the same architectur
 initial weights of the training run's seed: what training bought).
 """
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -45,6 +47,8 @@ from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_s
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
+from utils.output_location import check_output_location
+from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
 from utils.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
 from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
 from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
@@ -111,6 +115,11 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    with contextlib.ExitStack() as on_exit:  # releases the --out folder's lock however the evaluation ends
+        return compare_methods(args, on_exit)
+
+
+def compare_methods(args, on_exit):
     log = setup_logging()
     methods = parse_methods(args.methods)
     analysed = analysed_methods(methods) if args.analysis else ()
@@ -162,6 +171,9 @@ def main(argv=None):
     if absent:
         log.info("%s has no column for %s: evaluating the conditions it has", args.test_pos_csv,
                  ", ".join(f"{c!r} ({setting})" for c, setting in absent.items()))
+    note = lock_output_folder(args.out, args.overwrite, on_exit)
+    if note:
+        log.info(note)
     table.to(device)
     log.info("meta-test on %s: %s; K=%d, pool %d, query %d, %d tasks per group; methods %s",
              device, ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()), config["K"], shape.pool_size,
@@ -283,18 +295,34 @@ def parse_conditions(text, config, columns, csv_path):
 
 
 def check_output_folder(out, overwrite):
-    """Refuse an --out that is a file, holds results (without --overwrite) or cannot be created."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out}: exists and is not a folder")
+    """Refuse an --out that cannot be created, is in use, or holds results (without --overwrite). Reads only."""
+    check_output_location(out, "--out", folder=True)
+    check_unlocked(os.path.join(out, FOLDER_LOCK), f"--out {out}")
+    _refuse_replacing(out, overwrite)
+
+
+def _refuse_replacing(out, overwrite):
     existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(out, f))]
     if existing and not overwrite:
         raise UserError(f"--out {out}: already holds results ({', '.join(existing)}); pass --overwrite to "
                         "replace them, or choose another folder")
-    parent = os.path.abspath(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: cannot write in {parent}")
+
+
+def lock_output_folder(out, overwrite, on_exit):
+    """Create --out and lock it until ``on_exit`` closes; a folder created here and left empty is removed then.
+
+    Returns the lock's note about a stale lock it took over, or None.
+    """
+    if not os.path.exists(out):
+        on_exit.callback(_remove_if_empty, out)  # runs after the lock's release, which removes the lock file
+    note = lock_folder(out, f"--out {out}", on_exit)
+    _refuse_replacing(out, overwrite)  # again under the lock: another evaluation may have written here meanwhile
+    return note
+
+
+def _remove_if_empty(folder):
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def evaluate_methods(methods, task_sets, table, selectors, k, batch_size, selection, seed, device,
