@@ -9,11 +9,13 @@ Row i of the HDF5 dataset 'dataset' (float32, rows x D) is the embedding of CSV
 row i. Embeddings go to OUTPUT.partial in batches as they are computed, so
 memory stays constant; the file is renamed to OUTPUT only when every row is
 done. After an interruption the same command resumes from OUTPUT.partial, and
-the result is the same as an uninterrupted run. The encoders differ only in
+the result is the same as an uninterrupted run. OUTPUT.lock keeps a second run
+from writing the same output meanwhile. The encoders differ only in
 models/encoders/ (network, preprocessing, provenance); everything here is
 shared by all of them.
 """
 import argparse
+import contextlib
 import hashlib
 import logging
 import os
@@ -34,8 +36,10 @@ from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
 from models.moco_encoder import ARCHITECTURES
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
+from utils.run_lock import RunLock
 
 PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
+LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held by the run that writes OUTPUT (rank 0, the only writer under torchrun)
 PRECISIONS = ("fp32", "bf16")
 MAX_DEFAULT_WORKERS = 8  # a CheXpert-small JPEG decodes in about 1 ms: 8 workers feed several thousand images/s
 # Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
@@ -118,8 +122,9 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     ranks = Ranks.from_environment(args.device)
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    on_exit = contextlib.ExitStack()  # releases the output's lock however the run ends
     try:
-        return embed_csv(args, ranks)
+        return embed_csv(args, ranks, on_exit)
     except RuntimeError as err:
         if "DataLoader worker" not in str(err):
             raise
@@ -129,11 +134,12 @@ def main(argv=None):
         raise UserError(f"{str(err).strip().splitlines()[0]} (out of memory? try fewer --num_workers); "
                         "rerun the same command to resume") from None
     finally:
+        on_exit.close()
         signal.signal(signal.SIGTERM, previous_handler)
         ranks.close()
 
 
-def embed_csv(args, ranks):
+def embed_csv(args, ranks, on_exit):
     """Validate everything, then embed every row (resuming an unfinished run) and rename into place."""
     if ranks.rank == 0:
         setup_logging()
@@ -153,7 +159,7 @@ def embed_csv(args, ranks):
         args.encoder, checkpoint_path=args.checkpoint_path, arch=args.arch, decoder=args.decoder,
         weights=args.weights, weights_dir=args.weights_dir, model_name=args.model, device=device))
     attrs = provenance(frame, args, encoder, ranks.rank)
-    start_row = ranks.broadcast_outcome(lambda: resume_position(output, attrs, args.overwrite))
+    start_row = ranks.broadcast_outcome(lambda: locked_resume_position(output, attrs, args.overwrite, on_exit))
     if args.check:
         check_all_images(paths, args.data, ranks, args.num_workers)
 
@@ -258,6 +264,16 @@ def provenance(frame, args, encoder, rank):
     }
 
 
+def locked_resume_position(output, attrs, overwrite, on_exit):
+    """Lock OUTPUT for this run until ``on_exit`` closes, then return ``resume_position``. Runs on rank 0."""
+    lock = RunLock(output + LOCK_SUFFIX, f"--output_path {output}")
+    note = lock.acquire()
+    on_exit.callback(lock.release)
+    if note:
+        log.info(note)
+    return resume_position(output, attrs, overwrite)
+
+
 def resume_position(output, attrs, overwrite):
     """First row still to embed: 0 for a fresh run, else where OUTPUT.partial stopped. Runs on rank 0."""
     partial = output + PARTIAL_SUFFIX
@@ -296,6 +312,9 @@ def check_all_images(paths, csv_path, ranks, threads):
               dynamic_ncols=True) as bar:
         bad = check_images(paths, rows, threads=max(threads, 1), progress=bar)
     bad = sorted(sum(ranks.all_gather_object(bad), []))
+    if len(bad) == 1:  # one line, as when embedding meets it
+        row, path, reason = bad[0]
+        raise UserError(f"row {row} of {csv_path}: cannot read image {path} ({reason})")
     if bad:
         if ranks.rank == 0:
             for row, path, reason in bad:

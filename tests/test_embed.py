@@ -165,15 +165,18 @@ def test_killed_run_resumes_byte_for_byte(r18, tmp_path, capsys, how):
     argv = ["-d", r18["csv"], "-o", str(tmp_path / "x.hdf5"), "-c", r18["checkpoint"], "--batch_size", "2",
             "--num_workers", "2"]
     killed = run_script(["-c", KILL_SCRIPT, how, *argv])
-    if how == "SIGKILL":
+    if how == "SIGKILL":  # no chance to remove the lock file: the next run takes it over, saying so
         assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert sorted(os.listdir(tmp_path)) == ["x.hdf5.lock", "x.hdf5.partial"]
     else:  # stopped cleanly: one line, no traceback
         assert killed.returncode == 130 and killed.stderr.endswith("interrupted\n"), killed.stderr
         assert "Traceback" not in killed.stderr and "rows are kept in" in killed.stderr
-    assert os.listdir(tmp_path) == ["x.hdf5.partial"]
+        assert os.listdir(tmp_path) == ["x.hdf5.partial"]
     code, err = embed(argv, capsys)
     assert code == 0, err
     assert "resuming an unfinished run at row 4 of 8" in err
+    assert ("took over the lock left by process" in err) == (how == "SIGKILL")
+    assert os.listdir(tmp_path) == ["x.hdf5"]
     assert read_hdf5(tmp_path / "x.hdf5")[0].tobytes() == r18["whole"].tobytes()
 
 
