@@ -28,7 +28,8 @@ def get_args_parser():
     parser.add_argument("--unlabeled", required=True,
                         help="the pool CSV (column Path); embeddings in the .hdf5 of the same name beside it")
     parser.add_argument("--out", required=True,
-                        help="CSV to write: the pool's unlabelled rows with a 'score' column (overwritten)")
+                        help="CSV to write: the pool's unlabelled rows with a 'score' column")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (refused without it)")
     parser.add_argument("--ground_truth", default=None, metavar="CSV",
                         help="CSV with Path and --label_column as ground truth (1 or -1 positive, 0 or blank "
                              "negative; may be the pool CSV): report the AUROC with a bootstrap CI")
@@ -44,7 +45,7 @@ def main(argv=None):
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     check_output_path(args.out, {"labeled": args.labeled, "unlabeled": args.unlabeled,
-                                 "ground truth": args.ground_truth})
+                                 "ground truth": args.ground_truth}, overwrite=args.overwrite)
     predictions = classify(args.labeled, args.label_column, args.unlabeled)
     estimate = None
     if args.ground_truth is not None:

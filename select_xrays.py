@@ -25,7 +25,9 @@ def get_args_parser():
     parser.add_argument("--pool_csv", required=True,
                         help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name "
                              "beside it")
-    parser.add_argument("--out", required=True, help="CSV to write: the chosen rows, best first (overwritten)")
+    parser.add_argument("--out", required=True, help="CSV to write: the chosen rows, best first")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (refused without it: it may hold labels already entered)")
     parser.add_argument("--checkpoint", default=None,
                         help="selector checkpoint of run_selector.py (or the original code); required for "
                              "--method medselect")
@@ -54,7 +56,8 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     setup_logging()
-    check_output_path(args.out, {"pool": args.pool_csv, "exclude": args.exclude, "checkpoint": args.checkpoint})
+    check_output_path(args.out, {"pool": args.pool_csv, "exclude": args.exclude, "checkpoint": args.checkpoint},
+                      overwrite=args.overwrite)
     chosen = select(args.pool_csv, checkpoint=args.checkpoint, k=args.k, method=args.method,
                     selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool,
                     overrides=args.overrides)

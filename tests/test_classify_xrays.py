@@ -155,7 +155,7 @@ def test_bad_input_is_one_line_and_keeps_the_old_output(tmp_path, labelled_pool,
     out = tmp_path / "predictions.csv"
     out.write_text("an earlier result\n")
     code, _, err = run(["--labeled", labeled_csv, "--label_column", "Edema", "--unlabeled", csv_path, "--out", out,
-                        "--ground_truth", paths["truth"], "--bootstrap", 20], capsys)
+                        "--overwrite", "--ground_truth", paths["truth"], "--bootstrap", 20], capsys)
     assert_one_line_error(code, err, *fragments)
     assert out.read_text() == "an earlier result\n"
 

@@ -201,7 +201,7 @@ def test_bad_input_is_one_line_and_keeps_the_old_output(tmp_path, pool, selector
     args = {"--checkpoint": paths["ckpt"], "--pool_csv": csv_path, "--out": out}
     for flag, value in zip(extra[::2], extra[1::2]):
         args[flag] = csv_path if value == "POOL" else value
-    argv = [part for flag, value in args.items() if value is not None for part in (flag, value)]
+    argv = [part for flag, value in args.items() if value is not None for part in (flag, value)] + ["--overwrite"]
     pool_before = open(csv_path).read() if os.path.exists(csv_path) else None
     code, err = run(argv, capsys)
     assert_one_line_error(code, err, *fragments(paths))
