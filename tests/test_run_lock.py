@@ -60,6 +60,10 @@ def test_without_flock_the_recorded_pid_decides(tmp_path, monkeypatch):
     path.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     with pytest.raises(LockHeld, match="wait for it to finish"):
         RunLock(path, "x").acquire()
+    path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # an earlier process 1 in a
+    lock = RunLock(path, "x")                                                        # container, say
+    assert f"process {os.getpid()} " in lock.acquire()
+    lock.release()
     path.write_text(json.dumps({"pid": 1, "host": "another-host"}))
     with pytest.raises(LockHeld, match=f"if that run has ended, delete {path}"):
         RunLock(path, "x").acquire()

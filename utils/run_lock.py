@@ -69,20 +69,17 @@ class RunLock:
                 raise UserError(f"{self.what}: cannot create the lock file {self.path} ({err.strerror})") from None
             try:
                 kernel_lock = _try_flock(fd)
-                if kernel_lock is False:
-                    raise LockHeld(self._refusal(_read_owner(fd)))
+                previous = _read_owner(fd)
+                _refuse_if_held(kernel_lock, previous, self.path, self.what)
                 if not _is_same_file(fd, self.path):
                     os.close(fd)  # the holder removed the file just before releasing it: try the new one
                     continue
-                previous = _read_owner(fd)
-                if kernel_lock is None and previous and not _owner_is_dead(previous):
-                    raise LockHeld(self._refusal(previous, checkable=previous.get("host") == socket.gethostname()))
                 _write_owner(fd)
             except BaseException:
                 os.close(fd)
                 raise
             self._fd = fd
-            if previous and previous.get("pid") != os.getpid():
+            if previous:  # a released lock's file is removed: one still holding a record was left by a dead run
                 return (f"note: {self.path}: took over the lock left by process {_describe(previous)}, which "
                         "ended without releasing it (killed?)")
             return None
@@ -98,12 +95,6 @@ class RunLock:
             pass
         os.close(self._fd)  # releases the flock
         self._fd = None
-
-    def _refusal(self, owner, checkable=True):
-        who = f"process {_describe(owner)}" if owner else "another process"
-        advice = ("wait for it to finish or stop it" if checkable else
-                  f"if that run has ended, delete {self.path}")
-        return f"{self.what}: in use by {who} (lock {self.path}); {advice}"
 
 
 def lock_folder(folder, what, on_exit):
@@ -123,21 +114,27 @@ def lock_folder(folder, what, on_exit):
 
 def check_unlocked(path, what):
     """Refuse early, before any long work, when a live run holds the lock at ``path``; writes nothing."""
-    if not os.path.exists(path):
-        return
-    probe = RunLock(path, what)
     try:
         fd = os.open(path, os.O_RDWR)
-    except OSError:
+    except OSError:  # no lock file (or none we could take anyway: acquire() says why)
         return
     try:
-        kernel_lock = _try_flock(fd)
-        owner = _read_owner(fd)
-        if kernel_lock is False or (kernel_lock is None and owner and not _owner_is_dead(owner)):
-            raise LockHeld(probe._refusal(owner, checkable=kernel_lock is not None
-                                          or owner.get("host") == socket.gethostname()))
+        _refuse_if_held(_try_flock(fd), _read_owner(fd), path, what)
     finally:
         os.close(fd)  # also drops the probe's flock, if it got one
+
+
+def _refuse_if_held(kernel_lock, owner, path, what):
+    """Raise LockHeld when a live process holds the lock: by flock, or by the recorded pid without flock."""
+    if kernel_lock is True:
+        return
+    this_host = owner.get("host") == socket.gethostname()
+    if kernel_lock is None and (not owner or _owner_is_dead(owner)):
+        return
+    who = f"process {_describe(owner)}" if owner else "another process"
+    advice = ("wait for it to finish or stop it" if kernel_lock is False or this_host else
+              f"if that run has ended, delete {path}")
+    raise LockHeld(f"{what}: in use by {who} (lock {path}); {advice}")
 
 
 def _try_flock(fd):
@@ -183,9 +180,15 @@ def _write_owner(fd):
 
 
 def _owner_is_dead(owner):
-    """Only for filesystems without flock: is the recorded process known to be gone?"""
+    """Only for filesystems without flock: is the recorded process known to be gone?
+
+    A record with this very process's id comes from an earlier process that had the same id (in a
+    container every run may be process 1): a process never takes the same lock twice.
+    """
     if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
         return False
+    if owner["pid"] == os.getpid():
+        return True
     try:
         os.kill(owner["pid"], 0)
     except ProcessLookupError:
