@@ -1,0 +1,48 @@
+"""utils/progress.py: bars on stderr that stdout lines never splice into, redrawn rarely in a log file."""
+import io
+import sys
+
+import pytest
+
+from utils.progress import LOG_FILE_INTERVAL, TERMINAL_INTERVAL, print_stdout, progress_bar
+
+
+class Terminal(io.StringIO):
+    """stdout and stderr of one terminal window: what was written to either, in order."""
+
+    def isatty(self):
+        return True
+
+
+def rendered_lines(text):
+    """What a terminal shows: on each line, what follows the last carriage return."""
+    return [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+
+
+@pytest.mark.parametrize("write", ["print_stdout", "print"])
+def test_stdout_lines_stay_whole_beside_a_bar(monkeypatch, write):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    line = "epoch 1, iter 5, avg_reward 0.5123, time_elapsed 2.0 sec"
+    with progress_bar(total=10, desc="meta-training", mininterval=0) as bar:
+        for step in range(10):
+            bar.update(1)
+            if step == 4:
+                (print_stdout if write == "print_stdout" else print)(line)
+    shown = rendered_lines(terminal.getvalue())
+    if write == "print_stdout":
+        assert line in shown  # the line on its own, the bar redrawn below it
+    else:  # a plain print lands on the bar's line: what print_stdout prevents
+        assert line not in shown and any(s.startswith("meta-training") and s.endswith(line) for s in shown)
+
+
+def test_bar_is_always_shown_and_redrawn_rarely_in_a_log_file(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # redirected to a file: not a terminal
+    bar = progress_bar(total=3, desc="meta-training")
+    assert not bar.disable and bar.mininterval == LOG_FILE_INTERVAL
+    bar.close()
+    assert "meta-training" in sys.stderr.getvalue()
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with progress_bar(total=3) as bar:
+        assert bar.mininterval == TERMINAL_INTERVAL
