@@ -316,7 +316,7 @@ def resolve_device(name):
 
 def check_resume_folder(resume, out):
     """--resume continues the run where its last.pt is: refuse an --out that names another folder."""
-    folder = os.path.dirname(os.path.abspath(resume))
+    folder = os.path.dirname(resume) or "."
     if not (os.path.isdir(out) and os.path.samefile(out, folder)):
         raise UserError(f"--out {out}: --resume {resume} continues the run in the folder that holds it; "
                         f"pass --out {folder}")

@@ -199,5 +199,7 @@ def _owner_is_dead(owner):
 
 
 def _describe(owner):
-    return f"{owner.get('pid', '?')} on {owner.get('host', '?')} (started {owner.get('started', '?')}: " \
-           f"{owner.get('command', '?')})"
+    """'4242 on gpu-3 (run_selector.py, started 2025-03-01 10:02:11)': enough to find the process; the lock
+    file holds its whole command line."""
+    program = (owner.get("command") or "?").split()[0]
+    return f"{owner.get('pid', '?')} on {owner.get('host', '?')} ({program}, started {owner.get('started', '?')})"
