@@ -1,35 +1,12 @@
 """utils/atomic.py: complete files only, with the permissions a plain open() would give them."""
-import contextlib
 import os
-import stat
 
 import pytest
 import torch
 
+from tests.output_helpers import mode, plain_open_mode, umask
 from utils import atomic
 from utils.atomic import atomic_link_or_copy, atomic_path, atomic_torch_save, atomic_write_text
-
-
-@contextlib.contextmanager
-def umask(mask):
-    previous = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def mode(path):
-    return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def plain_open_mode(folder, mask):
-    """The mode open(path, 'w') gives a new file under ``mask``: the reference, made without our code."""
-    probe = os.path.join(folder, f"plain{mask:o}")
-    with umask(mask):
-        with open(probe, "w"):
-            pass
-    return mode(probe)
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])

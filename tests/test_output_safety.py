@@ -17,9 +17,8 @@ import xray_to_hdf5
 from tests.conftest import run_main, write_tiny_split
 from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
 from tests.evaluate_helpers import SETTINGS, write_test_split
-from tests.lock_helpers import lock_held_by_other_process
+from tests.output_helpers import lock_held_by_other_process, plain_open_mode, umask
 from tests.medselect_helpers import write_pool
-from tests.test_atomic import plain_open_mode, umask
 from utils.run_lock import LockHeld
 
 

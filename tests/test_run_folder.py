@@ -13,8 +13,7 @@ import torch
 
 import run_selector
 from tests.conftest import TINY_SETTINGS, run_main, write_tiny_split
-from tests.lock_helpers import lock_held_by_other_process, stale_lock
-from tests.test_atomic import plain_open_mode, umask
+from tests.output_helpers import lock_held_by_other_process, plain_open_mode, stale_lock, umask
 from utils.errors import run_cli
 
 SPLITS = ("train", "val")

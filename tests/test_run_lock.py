@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from tests.lock_helpers import lock_held_by_other_process, stale_lock
+from tests.output_helpers import lock_held_by_other_process, stale_lock
 from utils import run_lock
 from utils.run_lock import LockHeld, RunLock, check_unlocked
 

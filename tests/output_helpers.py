@@ -1,7 +1,8 @@
-"""Another process that holds a RunLock, as a second run would: for the tests of every locked output."""
+"""For the tests of outputs: another process that holds a RunLock (as a second run would), and file modes."""
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 
@@ -40,3 +41,25 @@ def stale_lock(path):
     holder.stdout.close()
     assert os.path.exists(path)
     return holder.pid
+
+
+@contextlib.contextmanager
+def umask(mask):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def plain_open_mode(folder, mask):
+    """The mode open(path, 'w') gives a new file under ``mask``: the reference, made without our code."""
+    probe = os.path.join(folder, f"plain{mask:o}")
+    with umask(mask):
+        with open(probe, "w"):
+            pass
+    return mode(probe)
