@@ -1,10 +1,12 @@
-"""utils/progress.py: bars on stderr that stdout lines never splice into, redrawn rarely in a log file."""
+"""utils/progress.py: a bar on stderr that the original's stdout lines never splice into, redrawn rarely in a
+log file."""
 import io
 import sys
 
 import pytest
 
-from utils.progress import LOG_FILE_INTERVAL, TERMINAL_INTERVAL, print_stdout, progress_bar
+from utils.logs import ORIGINAL_LINE, setup_logging
+from utils.progress import LOG_FILE_INTERVAL, TERMINAL_INTERVAL, progress_bar
 
 
 class Terminal(io.StringIO):
@@ -19,21 +21,24 @@ def rendered_lines(text):
     return [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
 
 
-@pytest.mark.parametrize("write", ["print_stdout", "print"])
+@pytest.mark.parametrize("write", ["logger", "print"])
 def test_stdout_lines_stay_whole_beside_a_bar(monkeypatch, write):
     terminal = Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
     monkeypatch.setattr(sys, "stderr", terminal)
-    line = "epoch 1, iter 5, avg_reward 0.5123, time_elapsed 2.0 sec"
+    log = setup_logging()
+    line = "epoch 1, iter 5, avg_reward 0.512, time_elapsed 2.000 sec"
     with progress_bar(total=10, desc="meta-training", mininterval=0) as bar:
         for step in range(10):
             bar.update(1)
-            if step == 4:
-                (print_stdout if write == "print_stdout" else print)(line)
+            if step == 4 and write == "logger":
+                log.info(line, extra=ORIGINAL_LINE)
+            elif step == 4:
+                print(line)
     shown = rendered_lines(terminal.getvalue())
-    if write == "print_stdout":
-        assert line in shown  # the line on its own, the bar redrawn below it
-    else:  # a plain print lands on the bar's line: what print_stdout prevents
+    if write == "logger":  # the line on its own, the bar redrawn below it
+        assert line in shown and shown.index(line) < max(i for i, s in enumerate(shown) if "10/10" in s)
+    else:  # a plain print lands on the bar's line: what logging through tqdm prevents
         assert line not in shown and any(s.startswith("meta-training") and s.endswith(line) for s in shown)
 
 

@@ -1,10 +1,11 @@
-"""Progress bars on stderr that stay readable in a terminal and in a log file, and stdout lines beside them.
+"""Progress bars on stderr that stay readable in a terminal and in a log file.
 
 A bar is always shown (as every command shows its bars), on stderr, so stdout
-keeps only the lines scripts read. On a terminal it is redrawn ten times a
-second; when stderr is a file (a batch job's log) it is redrawn at most every
-LOG_FILE_INTERVAL seconds, so the log gets an occasional progress line with the
-ETA instead of one per step.
+keeps only the lines scripts read; those go through utils.logs, which prints
+with ``tqdm.write`` so that a line never lands on a bar's line. On a terminal a
+bar is redrawn ten times a second; when stderr is a file (a batch job's log) at
+most every LOG_FILE_INTERVAL seconds, so the log gets an occasional progress
+line with the ETA instead of one per step.
 """
 import sys
 
@@ -21,8 +22,3 @@ def progress_bar(**kwargs):
                "mininterval": TERMINAL_INTERVAL if interactive else LOG_FILE_INTERVAL}
     return tqdm(**{**options, **kwargs})
 
-
-def print_stdout(line):
-    """Print ``line`` on stdout without splicing it into a bar drawn on the same terminal (tqdm clears the bar,
-    prints the line, and redraws the bar below it)."""
-    tqdm.write(line, file=sys.stdout)
