@@ -100,7 +100,7 @@ def test_original_asl_checkpoint_is_usable_with_set_use_asl(tmp_path, pool, caps
     path = save_original(tmp_path / "asl.pt", data_parallel_state(selector))
     out = tmp_path / "to_label.csv"
     out.write_text("an earlier result\n")
-    argv = ["--checkpoint", path, "--pool_csv", csv_path, "-k", 6, "--selection", "topk", "--out", out]
+    argv = ["--checkpoint", path, "--pool_csv", csv_path, "-k", 6, "--selection", "topk", "--out", out, "--overwrite"]
     code, _, err = run_main(select_xrays.main, argv, capsys)
     assert code == 2
     last = err.strip().splitlines()[-1]
@@ -160,8 +160,8 @@ def test_broken_checkpoint_is_one_line_naming_the_file(tmp_path, pool, case, com
         csv_path = pool[0]
         out = tmp_path / "to_label.csv"
         out.write_text("an earlier result\n")
-        code, _, err = run_main(select_xrays.main, ["--checkpoint", path, "--pool_csv", csv_path, "--out", out],
-                                capsys)
+        code, _, err = run_main(select_xrays.main, ["--checkpoint", path, "--pool_csv", csv_path, "--out", out,
+                                                    "--overwrite"], capsys)
         assert out.read_text() == "an earlier result\n"
     else:
         positive_csv, normal_csv = write_test_split(str(tmp_path / "data"))
