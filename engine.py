@@ -69,10 +69,14 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
 
 
 @torch.no_grad()
-def select(selector, table, tasks, k, mode="sample", generator=None):
-    """The selector's K pool positions for each task: multinomial draws ('sample'), the K best ('topk') or
-    K distinct draws ('sample-distinct')."""
-    logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
+def selector_logits(selector, table, tasks):
+    """The selector's logits for every pool X-ray of each task: (B, P). They do not depend on K."""
+    return selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
+
+
+def select_from_logits(logits, k, mode="sample", generator=None):
+    """K pool positions per task from the selector's logits (B, P) -> (B, K): multinomial draws ('sample'),
+    the K best ('topk') or K distinct draws ('sample-distinct')."""
     if mode == "sample":
         return sample_selection(logits, k, generator)[0]
     if mode == "topk":
@@ -80,6 +84,12 @@ def select(selector, table, tasks, k, mode="sample", generator=None):
     if mode == "sample-distinct":
         return distinct_sample_selection(logits, k, generator)
     raise ValueError(f"selection mode must be one of {SELECTION_MODES}, got {mode!r}")
+
+
+@torch.no_grad()
+def select(selector, table, tasks, k, mode="sample", generator=None):
+    """The selector's K pool positions for each task (see select_from_logits for the modes)."""
+    return select_from_logits(selector_logits(selector, table, tasks), k, mode, generator)
 
 
 @torch.no_grad()

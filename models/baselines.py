@@ -25,7 +25,13 @@ All methods except the two k-medoids run as tensor operations on the embeddings'
 random choice of task b comes from ``numpy.random.default_rng([seed, BASELINE_SELECTION,
 RANDOM_STREAMS[method], task_ids[b]])``, so a task's selection does not depend on the batch it
 is in or on the device. The selections are distinct pool positions.
+
+To select at several K from the same pools (evaluate.py --k), ``prepare_pools`` does the work
+that does not depend on K once (the k-medoids methods' distance matrices) and
+``select_prepared`` selects at each K: the same positions as ``select_baseline``.
 """
+from dataclasses import dataclass
+
 import kmedoids
 import numpy as np
 import torch
@@ -53,16 +59,46 @@ def select_baseline(method, pool_embeddings, k, seed, task_ids=None):
     pool_embeddings (B, P, D) float -> LongTensor (B, k) on the same device.
     ``task_ids`` (B ints, default 0..B-1) name the tasks for their random numbers.
     """
+    return select_prepared(prepare_pools(method, pool_embeddings), k, seed, task_ids)
+
+
+@dataclass(frozen=True)
+class PreparedPools:
+    """A batch of pools with the work that does not depend on K done once, so that one method can select
+    at several K from them: the k-medoids methods' distance matrices, the embeddings for the others."""
+    method: str
+    inputs: object  # (B, P, P) float64 numpy distances (k-medoids methods) or the (B, P, D) embeddings
+    device: torch.device
+
+    @property
+    def shape(self):
+        """(tasks, pool size)."""
+        return tuple(self.inputs.shape[:2])
+
+
+def prepare_pools(method, pool_embeddings):
+    """The PreparedPools of ``method`` for pool_embeddings (B, P, D)."""
     if method not in BASELINE_METHODS:
         raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINE_METHODS)}")
-    batch, pool, _ = pool_embeddings.shape
+    inputs = pool_embeddings
+    if method in _ON_DISTANCES:
+        inputs = pairwise_distances(pool_embeddings.double()).cpu().numpy()  # (B, P, P)
+    return PreparedPools(method, inputs, pool_embeddings.device)
+
+
+def select_prepared(prepared, k, seed, task_ids=None):
+    """select_baseline's selection (B, k) from PreparedPools: the same positions for the same k, seed and tasks."""
+    batch, pool = prepared.shape
     if not 1 <= k <= pool:
         raise ValueError(f"k must be between 1 and the pool size {pool}, got {k}")
     task_ids = list(range(batch)) if task_ids is None else [int(t) for t in task_ids]
     if len(task_ids) != batch:
         raise ValueError(f"{len(task_ids)} task ids for {batch} tasks")
-    rngs = [np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS[method], t]) for t in task_ids]
-    return _SELECTORS[method](pool_embeddings, k, rngs)
+    rngs = [np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS[prepared.method], t]) for t in task_ids]
+    if prepared.method in _ON_DISTANCES:
+        medoids = _ON_DISTANCES[prepared.method](prepared.inputs, k, rngs)  # (B, k)
+        return torch.from_numpy(medoids).to(prepared.device)
+    return _SELECTORS[prepared.method](prepared.inputs, k, rngs)
 
 
 def task_uniforms(rngs, size, device, dtype=torch.float64):
@@ -83,20 +119,20 @@ def random_baseline(x, k, rngs):
     return noise.topk(k, dim=1).indices
 
 
-def kmedoids_baseline(x, k, rngs):
-    """The paper's k-medoids: k-medoids++ seeding, then alternating updates, per task."""
-    distances = pairwise_distances(x.double()).cpu().numpy()  # (B, P, P)
+def kmedoids_medoids(distances, k, rngs):
+    """The paper's k-medoids: k-medoids++ seeding, then alternating updates, per task.
+    distances (B, P, P) float64 numpy -> (B, k) int64 medoid positions."""
     medoids = [kmedoids.alternating(d, kmedoids_plus_plus(d, k, rng), max_iter=KMEDOIDS_MAX_ITER).medoids
                for d, rng in zip(distances, rngs)]
-    return torch.from_numpy(np.stack(medoids).astype(np.int64)).to(x.device)
+    return np.stack(medoids).astype(np.int64)
 
 
-def kmedoids_fasterpam_baseline(x, k, rngs):
-    distances = pairwise_distances(x.double()).cpu().numpy()  # (B, P, P)
+def fasterpam_medoids(distances, k, rngs):
+    """FasterPAM from a random initialisation, per task: (B, P, P) float64 numpy -> (B, k) int64."""
     medoids = [kmedoids.fasterpam(d, k, max_iter=FASTERPAM_MAX_ITER, init="random",
                                   random_state=int(rng.integers(2**31 - 1)), n_cpu=1).medoids
                for d, rng in zip(distances, rngs)]
-    return torch.from_numpy(np.stack(medoids).astype(np.int64)).to(x.device)
+    return np.stack(medoids).astype(np.int64)
 
 
 def kmedoids_plus_plus(distances, k, rng, local_trials=None):
@@ -268,6 +304,7 @@ def coreset_baseline(x, k, rngs):
     return torch.stack(picks, 1)
 
 
-_SELECTORS = {"random": random_baseline, "kmedoids": kmedoids_baseline,
-              "kmedoids-fasterpam": kmedoids_fasterpam_baseline, "typiclust": typiclust_baseline,
-              "probcover": probcover_baseline, "coreset": coreset_baseline}
+# Methods that select from the pool's Euclidean distance matrix (on the CPU), and those that read the embeddings.
+_ON_DISTANCES = {"kmedoids": kmedoids_medoids, "kmedoids-fasterpam": fasterpam_medoids}
+_SELECTORS = {"random": random_baseline, "typiclust": typiclust_baseline, "probcover": probcover_baseline,
+              "coreset": coreset_baseline}
