@@ -179,7 +179,9 @@ class MetaTrainingRun:
                  val_table, val_tasks, log, embedding_origin=None, data_record=None):
         self.config, self.seed, self.device, self.out, self.log = config, seed, device, out, log
         self.embedding_origin = embedding_origin  # stored in every checkpoint: which encoder the selector learnt
-        self.data_record = data_record  # stored in last.pt, so that a resume on other data is refused
+        # stored in every checkpoint: in last.pt a resume on other data is refused, from the best ones evaluate.py
+        # names the dataset the selector was trained on
+        self.data_record = data_record
         self.selector, self.optimizer = selector, optimizer
         self.train_table, self.train_sampler = train_table, train_sampler
         self.val_table, self.val_tasks = val_table, val_tasks
@@ -264,7 +266,7 @@ class MetaTrainingRun:
             self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
             save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
                             seed=self.seed, val_auroc=val_auroc, step=progress["step"],
-                            embedding_origin=self.embedding_origin)
+                            embedding_origin=self.embedding_origin, data=self.data_record)
             progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
             self._link_best()
         train = _means(self._since_validation)

@@ -2,14 +2,16 @@
 
 A checkpoint is a ``torch.save`` dict with ``epoch``, ``model_state_dict`` and
 ``optimizer_state_dict`` (the original's keys, so its tools read ours) and, in
-ours, ``config``, ``seed`` and ``embedding_origin`` (the encoder of the
-training embeddings). Checkpoints of the original code have neither ``config``
-nor ``embedding_origin``; the defaults of constants.py are assumed for them,
-and a user says otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The
-original saved some checkpoints from a selector wrapped in ``nn.DataParallel``,
-whose parameter names start with ``module.``; they are read with that prefix
-removed.
+ours, ``config``, ``seed``, ``embedding_origin`` (the encoder of the training
+embeddings) and ``data`` (data/data_record.py's record of the CSVs the selector
+was meta-trained on: a resume on other data is refused, and an evaluation says
+which dataset the selector comes from). Checkpoints of the original code have
+none of these; the defaults of constants.py are assumed for them, and a user
+says otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The original saved
+some checkpoints from a selector wrapped in ``nn.DataParallel``, whose parameter
+names start with ``module.``; they are read with that prefix removed.
 """
+import json
 import logging
 import os
 
@@ -25,6 +27,10 @@ from utils.logs import LOGGER_NAME
 
 LSTM_INPUT_WEIGHT = "LSTM.weight_ih_l0"  # (4 * hidden, input_size): tells the input size and hidden size
 DATA_PARALLEL_PREFIX = "module."  # nn.DataParallel saves the wrapped selector's parameters under this prefix
+
+TRAINING_DATA = "data"  # {data argument: record} in our checkpoints (data/data_record.py), {argument: path} in config.json
+TRAINING_POSITIVES = "train_pos_csv"  # the data argument that names the training dataset
+RUN_CONFIG = "config.json"  # run_selector.py's record of a run, beside its checkpoints
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -84,6 +90,32 @@ def checkpoint_origin(checkpoint, path):
     """The EmbeddingOrigin of the embeddings the selector was trained on; None when not recorded (the original's
     checkpoints, ours from before it was recorded)."""
     return origin_from_dict(checkpoint.get(ORIGIN_KEY), f"the training data of selector {path}")
+
+
+def checkpoint_training_csv(checkpoint, path):
+    """The --train_pos_csv the checkpoint's selector was meta-trained on, or None when nothing records it.
+
+    Read from the checkpoint's ``data``, else, for our checkpoints saved before they recorded their data,
+    from the run folder's config.json when that file belongs to the run that saved the checkpoint (same
+    configuration and seed). A value of ``data`` is a record holding the path as 'csv' (the checkpoint's)
+    or the path itself (config.json's).
+    """
+    data = checkpoint.get(TRAINING_DATA)
+    if data is None and checkpoint.get("config") is not None:
+        run_config = _read_json(os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG))
+        if run_config.get("config") == checkpoint["config"] and run_config.get("seed") == checkpoint.get("seed"):
+            data = run_config.get(TRAINING_DATA)
+    entry = data.get(TRAINING_POSITIVES) if isinstance(data, dict) else None
+    return entry.get("csv") if isinstance(entry, dict) else entry
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def selector_from_checkpoint(checkpoint, input_size, path):

@@ -1,0 +1,48 @@
+"""Which dataset a split CSV belongs to: what evaluate.py reports for the selector's training data and its test data.
+
+A dataset is the folder of its split CSVs; where prepare_data.py made them, its
+prepare_data.json beside them names the layout it read (chexpert, nih, mimic) and
+the label file, so a selector trained on NIH ChestX-ray14 and tested on MIMIC-CXR-JPG
+says so in its results.
+"""
+import json
+import os
+
+PREPARE_RECORD = "prepare_data.json"  # written by prepare_data.py beside the split CSVs
+UNKNOWN_ORIGINAL = "unknown (original checkpoint)"  # the original code's checkpoints record no data
+UNKNOWN_NOT_RECORDED = "unknown (not recorded in the checkpoint)"
+
+
+def dataset_of(csv_path):
+    """{'csv', 'folder', 'format', 'source'} of a split CSV; format and source are None without prepare_data.json."""
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    record = _prepare_record(os.path.join(folder, PREPARE_RECORD))
+    files = record.get("files") or [None]
+    return {"csv": os.path.abspath(csv_path), "folder": folder, "format": record.get("format"), "source": files[0]}
+
+
+def training_dataset(csv_path, original_checkpoint):
+    """dataset_of the CSV a selector was meta-trained on; {'unknown': why} when its checkpoint does not say."""
+    if csv_path is None:
+        return {"unknown": UNKNOWN_ORIGINAL if original_checkpoint else UNKNOWN_NOT_RECORDED}
+    return dataset_of(csv_path)
+
+
+def describe(dataset):
+    """One line naming the dataset, e.g. '/data/nih (nih, from /downloads/nih/Data_Entry_2017.csv)'."""
+    if "unknown" in dataset:
+        return dataset["unknown"]
+    if dataset["format"] is None:
+        return dataset["folder"]
+    source = f", from {dataset['source']}" if dataset["source"] else ""
+    return f"{dataset['folder']} ({dataset['format']}{source})"
+
+
+def _prepare_record(path):
+    """prepare_data.json as a dict; empty when absent or unreadable (it only labels the dataset)."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
