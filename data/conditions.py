@@ -10,6 +10,7 @@ import shlex
 import pandas as pd
 
 from data.labels import LABEL_VALUES, POSITIVE_VALUES
+from utils.config import with_all_conditions
 from utils.errors import UserError
 
 NO_FINDING = "No Finding"
@@ -67,3 +68,47 @@ def require_condition_columns(frame, conditions, source, hold_out_preference, pu
     if missing:
         raise UserError(f"{source}: no column for condition(s) {', '.join(repr(c) for c in missing)} "
                         f"({purpose}); {suggestion(frame, hold_out_preference, available)}")
+
+
+def parse_condition_map(texts):
+    """``--condition_map`` values ('OLD=NEW,OLD=NEW', repeatable) -> {OLD: NEW}, in the order given."""
+    mapping = {}
+    for text in texts or []:
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            old, sep, new = (s.strip() for s in item.partition("="))
+            if not sep or not old or not new:
+                raise UserError(f"--condition_map: expected OLD=NEW (a condition of the checkpoint = a column of the "
+                                f"test CSV), got {item!r}")
+            if old in mapping and mapping[old] != new:
+                raise UserError(f"--condition_map: {old!r} is mapped twice ({mapping[old]!r} and {new!r})")
+            mapping[old] = new
+    return mapping
+
+
+def rename_conditions(config, mapping, columns, csv_path):
+    """``config`` with its condition settings renamed by ``mapping`` {checkpoint's name: test CSV's column}.
+
+    A condition keeps its setting, so its group: a NON_HOLD_OUT condition mapped to a test column is still
+    one the selector met in meta-training ('seen'), a HOLD_OUT one still held out ('unseen'). Refused: a
+    name that is not a condition of ``config``, a target that is not one of ``columns``, and two
+    conditions ending up under one name.
+    """
+    conditions = list(config["NON_HOLD_OUT"]) + list(config["HOLD_OUT"])
+    unknown = [old for old in mapping if old not in conditions]
+    if unknown:
+        raise UserError(f"--condition_map: {', '.join(repr(c) for c in unknown)} is not a condition of the checkpoint "
+                        f"(NON_HOLD_OUT: {', '.join(config['NON_HOLD_OUT'])}; HOLD_OUT: "
+                        f"{', '.join(config['HOLD_OUT']) or 'none'})")
+    missing = [new for new in mapping.values() if new not in columns]
+    if missing:
+        raise UserError(f"--condition_map: {csv_path} has no column {', '.join(repr(c) for c in missing)}")
+    renamed = {name: [mapping.get(c, c) for c in config[name]] for name in ("NON_HOLD_OUT", "HOLD_OUT")}
+    merged = renamed["NON_HOLD_OUT"] + renamed["HOLD_OUT"]
+    for new in dict.fromkeys(merged):
+        sources = [old for old, renamed_to in zip(conditions, merged) if renamed_to == new]
+        if len(sources) > 1:
+            raise UserError(f"--condition_map: {' and '.join(repr(s) for s in sources)} of the checkpoint would both "
+                            f"be evaluated as {new!r}; map each condition to a column of its own")
+    return with_all_conditions({**config, **renamed})
