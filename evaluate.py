@@ -16,6 +16,15 @@ medselect-sample (K multinomial draws, as in training), medselect-topk (the K hi
 medselect (the mode of --selection) and, when asked, medselect-sample-distinct (K distinct
 draws: select_xrays.py's 'sample') and medselect-untrained (the same architecture with the
 initial weights of the training run's seed: what training bought).
+
+Another dataset: the test CSVs may come from another dataset than the selector's training data;
+--condition_map renames the checkpoint's conditions to the test CSV's columns (each keeps its
+group), and --conditions may name test columns the checkpoint does not know (unseen). The results
+name the dataset the selector was trained on (recorded in the checkpoint) and the one it is tested on.
+
+Curves: --k 5,10,20,50 or --pos_frac 0.5,0.2,0.1 evaluate every method at each value on the same
+tasks (curves.py) and write one table with the value as its first column and budget_curve.png or
+prevalence_curve.png in place of auroc_by_condition.png.
 """
 import argparse
 import contextlib
@@ -24,26 +33,29 @@ import io
 import math
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.conditions import suggestion
+import curves
+from data.conditions import NOT_CONDITIONS, parse_condition_map, rename_conditions, suggestion
 from data.csv_hdf5 import read_csv
 from data.embedding_origin import check_same_encoder
-from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
+from data.provenance import dataset_of, describe, training_dataset
+from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from data.xray_table import load_xray_table
-from engine import SELECTION_MODES, select, selection_auroc
-from models.baselines import BASELINE_METHODS, select_baseline
+from engine import SELECTION_MODES, select_from_logits, selection_auroc, selector_logits
+from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from run_selector import resolve_device
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, load_checkpoint,
-                              selector_from_checkpoint)
+from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
+                              load_checkpoint, selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
@@ -66,7 +78,7 @@ ALL_GROUPS = "all"  # the seen and unseen tasks together
 OVERALL = "overall"  # the condition label of a row that covers every task of its group
 ANALYSED_BASELINE = "kmedoids"  # the paper compares what MedSelect selects with what its k-medoids selects
 RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
-                "selection_analysis.csv", "selection_analysis.png")
+                "selection_analysis.csv", "selection_analysis.png", *curves.CURVE_FILES)
 # diff_vs_medselect = reference - method, on the same tasks; reference names the MedSelect variant.
 RESULT_COLUMNS = ("group", "condition", "method", "num_tasks", "mean_auroc", "ci_low", "ci_high",
                   "reference", "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
@@ -87,7 +99,12 @@ def get_args_parser():
     parser.add_argument("--out", required=True, help="folder for the results (created if missing)")
     parser.add_argument("--conditions", default="all",
                         help="'seen' (NON_HOLD_OUT), 'unseen' (HOLD_OUT), 'all' (both), or a comma-separated "
-                             "list of condition names")
+                             "list of condition names: the checkpoint's, or other condition columns of the test CSV "
+                             "(evaluated as unseen)")
+    parser.add_argument("--condition_map", action="append", default=[], metavar="OLD=NEW,...",
+                        help="evaluate a selector on a dataset whose columns are named differently: each condition "
+                             "OLD of the checkpoint (NON_HOLD_OUT / HOLD_OUT) is the test CSV's column NEW and keeps "
+                             "its group, e.g. 'Infiltration=Lung Opacity' (repeatable; default: no renaming)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated methods to compare, from: {', '.join(METHODS)}")
     parser.add_argument("--selection", choices=SELECTION_MODES, default="sample",
@@ -103,6 +120,13 @@ def get_args_parser():
                         help="override a value of the checkpoint's configuration, e.g. --set K=10, or --set "
                              "USE_ASL=True for a checkpoint of the original code trained with Age/Sex/Laterality "
                              "(its checkpoints record no configuration) (repeatable)")
+    parser.add_argument("--k", default=None, metavar="K,K,...",
+                        help="budget curve: evaluate at each of these K (comma-separated, e.g. 5,10,20,50) on the same "
+                             "tasks, and draw budget_curve.png; default: the configuration's K only")
+    parser.add_argument("--pos_frac", default=None, metavar="F,F,...",
+                        help="prevalence curve: evaluate with each of these fractions of positives in the pool "
+                             "(comma-separated, e.g. 0.5,0.2,0.1; the query set keeps QUERY_POS_FRAC), and draw "
+                             "prevalence_curve.png; default: the configuration's UNLABELED_POS_FRAC only")
     parser.add_argument("--batch_size", type=int, default=None, help="tasks per batch; default: BATCH_SIZE")
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--analysis", action="store_true",
@@ -122,6 +146,9 @@ def main(argv=None):
 def compare_methods(args, on_exit):
     log = setup_logging()
     methods = parse_methods(args.methods)
+    sweep = curves.parse_sweep(args.k, args.pos_frac)
+    if sweep is not None and args.analysis:
+        raise UserError(f"--analysis compares the selections of one evaluation; run it without --{sweep.parameter}")
     analysed = analysed_methods(methods) if args.analysis else ()
     variants = [m for m in methods if m in MEDSELECT_MODES]
     if variants and args.checkpoint is None:
@@ -134,12 +161,14 @@ def compare_methods(args, on_exit):
     checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     config = apply_overrides(checkpoint_config(checkpoint) if checkpoint else default_config(), args.overrides)
     test_columns = read_csv(args.test_pos_csv, header_only=True).columns
-    groups, absent = parse_conditions(args.conditions, config, test_columns, args.test_pos_csv)
+    condition_map = parse_condition_map(args.condition_map)
+    config = rename_conditions(config, condition_map, test_columns, args.test_pos_csv)
+    groups, absent = parse_conditions(args.conditions, config, test_columns, args.test_pos_csv, condition_map)
+    points = curves.sweep_points(sweep, config)  # [(value, its configuration)]; one point without a sweep
     check_output_folder(args.out, args.overwrite)
     device = resolve_device(args.device)
 
     # Read and validate every input before the long part.
-    shape = TaskShape.from_config(config)
     conditions = [c for group in groups.values() for c in group]
     table = load_xray_table(args.test_pos_csv, args.test_norm_csv, conditions, config["USE_ASL"], config["HOLD_OUT"])
     if checkpoint is not None:
@@ -151,52 +180,55 @@ def compare_methods(args, on_exit):
         log.warning("WARNING: %s", leakage)
     if unknown:
         log.info(unknown)
-    selectors = {}
-    if variants:
-        trained = selector_from_checkpoint(checkpoint, table.selector_input_size, args.checkpoint)
-        selectors = {m: trained for m in variants if m != UNTRAINED}
-        if UNTRAINED in variants:
-            untrained_seed = checkpoint_seed(checkpoint, args.seed)
-            selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
-                                                    trained.num_layers)
-            log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
-                     "the seed stored in the checkpoint" if "seed" in checkpoint else
-                     "--seed: the checkpoint does not record the seed of its run")
-        selectors = {m: selector.to(device).eval() for m, selector in selectors.items()}
+    selectors = load_selectors(checkpoint, args.checkpoint, variants, table.selector_input_size, args.seed, log)
+    selectors = {m: selector.to(device).eval() for m, selector in selectors.items()}
     num_tasks = args.num_tasks or config["NUM_META_TEST_TASKS"]
-    task_sets = {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, args.seed, TASK_STREAMS[group]),
-                                     num_tasks)
-                 for group, group_conditions in groups.items()}
+    points_by_shape = curves.by_task_shape(points)  # the points that share their tasks: they differ in K only
+    task_sets = {shape: meta_test_tasks(table, groups, shape, args.seed, num_tasks) for shape in points_by_shape}
     demographics = read_demographics(args.test_pos_csv, args.test_norm_csv) if args.analysis else None
+    datasets = {"trained_on": training_dataset(checkpoint_training_csv(checkpoint, args.checkpoint),
+                                               checkpoint.get("config") is None) if checkpoint else None,
+                "tested_on": dataset_of(args.test_pos_csv)}
     if absent:
         log.info("%s has no column for %s: evaluating the conditions it has", args.test_pos_csv,
                  ", ".join(f"{c!r} ({setting})" for c, setting in absent.items()))
+    new_conditions = [c for c in groups.get("unseen", []) if c not in config["HOLD_OUT"]]
+    if new_conditions:
+        log.info("%s: not condition(s) of the checkpoint, evaluated as unseen (never met in meta-training)",
+                 ", ".join(repr(c) for c in new_conditions))
     note = lock_output_folder(args.out, args.overwrite, on_exit)
     if note:
         log.info(note)
     table.to(device)
-    log.info("meta-test on %s: %s; K=%d, pool %d, query %d, %d tasks per group; methods %s",
-             device, ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()), config["K"], shape.pool_size,
-             shape.query_size, num_tasks, ", ".join(methods))
+    log.info("meta-test on %s: %s; K=%s, pool %d, query %d, %d tasks per group; methods %s", device,
+             ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()),
+             ",".join(str(k) for k in dict.fromkeys(c["K"] for _, c in points)), config["UNLABELED_POOL_SIZE"],
+             config["QUERY_SET_SIZE"], num_tasks, ", ".join(methods))
+    log.info(provenance_line(args.checkpoint, datasets, condition_map, config))
 
-    outcome = evaluate_methods(methods, task_sets, table, selectors, config["K"],
-                               args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device, analysed)
-    rows = summarize(outcome, task_sets, methods, args.bootstrap, derived_seed(args.seed, EVALUATION_BOOTSTRAP))
-    report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
+    bootstrap_seed = derived_seed(args.seed, EVALUATION_BOOTSTRAP)
+    evaluations = []  # one per point, in their order
+    for shape, shape_points in points_by_shape.items():
+        description = "meta-test" + (f" {sweep.parameter}={shape_points[0][0]:g}"
+                                     if sweep is not None and sweep.parameter != "k" else "")
+        outcomes = evaluate_methods(methods, task_sets[shape], table, selectors, [c["K"] for _, c in shape_points],
+                                    args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device,
+                                    analysed, description)
+        for value, point_config in shape_points:
+            outcome = outcomes[point_config["K"]]
+            rows = summarize(outcome, task_sets[shape], methods, args.bootstrap, bootstrap_seed)
+            evaluations.append(Evaluation(value, point_config, task_sets[shape], outcome, rows))
+    if sweep is None:
+        report, files, figures, rows, analysis_rows = one_evaluation_results(
+            evaluations[0], methods, num_tasks, args, analysed, demographics, table.embeddings)
+    else:
+        report, files, figures, rows = curve_results(sweep, evaluations, methods, num_tasks, groups, args)
+        analysis_rows = None
+    if is_transfer(datasets, condition_map):
+        report = provenance_line(args.checkpoint, datasets, condition_map, config) + "\n\n" + report
     if leakage:
         report = f"**WARNING: {leakage}**\n\n{report}"
-    figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
-        rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
-    files = {"results.md": report, "results.csv": csv_text(rows, RESULT_COLUMNS),
-             "per_task.csv": per_task_csv(outcome, task_sets, methods)}
-    analysis_rows = None
-    if args.analysis:
-        analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, table.embeddings,
-                                                            analysed)
-        files["selection_analysis.csv"] = csv_text(analysis_rows, list(analysis_rows[0]))
-        wasserstein = {r["quantity"]: r["wasserstein"] for r in analysis_rows if r["group"] == plotted}
-        figures["selection_analysis.png"] = plots.selection_histograms(
-            values, {q: QUANTITIES[q] for q in QUANTITIES if q in wasserstein}, wasserstein)
+    files["results.md"] = report
     summary = {
         "note": "mean query AUROC per method on identical meta-test tasks; diff_vs_medselect = reference - method "
                 "on the same tasks, reference being a MedSelect variant; "
@@ -204,13 +236,18 @@ def compare_methods(args, on_exit):
         "checkpoint": os.path.abspath(args.checkpoint) if args.checkpoint else None,
         "data": {"test_pos_csv": os.path.abspath(args.test_pos_csv),
                  "test_norm_csv": os.path.abspath(args.test_norm_csv)},
+        **datasets, "condition_map": condition_map,
         "config": config, "seed": args.seed, "selection": args.selection, "methods": list(methods),
         "selection_modes": {m: selection_mode(m, args.selection) for m in variants},
         "untrained_seed": checkpoint_seed(checkpoint, args.seed) if UNTRAINED in variants else None,
         "conditions": groups, "num_tasks_per_group": num_tasks, "bootstrap_resamples": args.bootstrap,
-        "device": str(device), "seconds_per_task": outcome["seconds_per_task"], "results": rows,
-        "selection_analysis": analysis_rows, "embedding_origin": table.origin.to_dict() if table.origin else None,
-        "warnings": [leakage] if leakage else []}
+        "device": str(device),
+        "seconds_per_task": evaluations[0].outcome["seconds_per_task"] if sweep is None else
+        {str(e.value): e.outcome["seconds_per_task"] for e in evaluations},
+        "curve": {"parameter": sweep.parameter, "setting": sweep.setting, "values": list(sweep.values)}
+        if sweep is not None else None,
+        "results": rows, "selection_analysis": analysis_rows,
+        "embedding_origin": table.origin.to_dict() if table.origin else None, "warnings": [leakage] if leakage else []}
 
     write_results(args.out, files, figures, summary)
     print(report)
@@ -218,6 +255,95 @@ def compare_methods(args, on_exit):
     if leakage:
         log.warning("WARNING: %s", leakage)  # again after the tables, where it is read
     return 0
+
+
+class Evaluation(NamedTuple):
+    """The evaluation of one point of a curve (or the one evaluation without a curve)."""
+    value: object  # the point's K or pool positive fraction; None without a curve
+    config: dict  # the configuration with that value set
+    task_sets: dict  # {group: FixedTaskSet}
+    outcome: dict  # evaluate_methods's result at the point's K
+    rows: list  # summarize's result rows
+
+
+def load_selectors(checkpoint, path, variants, input_size, seed, log):
+    """{MedSelect variant: its selector}: the trained variants share the checkpoint's selector."""
+    if not variants:
+        return {}
+    trained = selector_from_checkpoint(checkpoint, input_size, path)
+    selectors = {m: trained for m in variants if m != UNTRAINED}
+    if UNTRAINED in variants:
+        untrained_seed = checkpoint_seed(checkpoint, seed)
+        selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
+                                                trained.num_layers)
+        log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
+                 "the seed stored in the checkpoint" if "seed" in checkpoint else
+                 "--seed: the checkpoint does not record the seed of its run")
+    return selectors
+
+
+def meta_test_tasks(table, groups, shape, seed, num_tasks):
+    """{group: FixedTaskSet}: tasks 0..num_tasks-1 of each group's own stream."""
+    return {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, seed, TASK_STREAMS[group]), num_tasks)
+            for group, group_conditions in groups.items()}
+
+
+def is_transfer(datasets, condition_map):
+    """Whether the selector is tested on another dataset than the one it was trained on (another folder of
+    split CSVs), or with renamed conditions; unknown training data is not called a transfer."""
+    trained = datasets["trained_on"]
+    return bool(condition_map) or bool(trained and trained.get("folder")
+                                       and trained["folder"] != datasets["tested_on"]["folder"])
+
+
+def provenance_line(checkpoint_path, datasets, condition_map, config):
+    """One sentence: where the selector was trained and where it is tested, and the conditions renamed."""
+    tested = f"test data {describe(datasets['tested_on'])}"
+    line = (f"Selector {checkpoint_path}, trained on {describe(datasets['trained_on'])}; {tested}."
+            if checkpoint_path else f"{tested[0].upper()}{tested[1:]}.")
+    if condition_map:
+        group_of = {c: group for group, key in GROUPS.items() for c in config[key]}
+        line += " Conditions renamed for the test data (checkpoint → test column): " + ", ".join(
+            f"{old} → {new} ({group_of[new]})" for old, new in condition_map.items()) + "."
+    return line
+
+
+def one_evaluation_results(evaluation, methods, num_tasks, args, analysed, demographics, embeddings):
+    """(report, files, figures, result rows, selection-analysis rows) of an evaluation at one K and prevalence."""
+    config, task_sets, outcome, rows = evaluation.config, evaluation.task_sets, evaluation.outcome, evaluation.rows
+    report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
+    figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
+        rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
+    files = {"results.csv": csv_text(rows, RESULT_COLUMNS),
+             "per_task.csv": per_task_csv([(None, outcome, task_sets)], methods)}
+    analysis_rows = None
+    if analysed:
+        analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, embeddings, analysed)
+        files["selection_analysis.csv"] = csv_text(analysis_rows, list(analysis_rows[0]))
+        wasserstein = {r["quantity"]: r["wasserstein"] for r in analysis_rows if r["group"] == plotted}
+        figures["selection_analysis.png"] = plots.selection_histograms(
+            values, {q: QUANTITIES[q] for q in QUANTITIES if q in wasserstein}, wasserstein)
+    return report, files, figures, rows, analysis_rows
+
+
+def curve_results(sweep, evaluations, methods, num_tasks, groups, args):
+    """(report, files, figures, table rows) of a curve: one table with the value as its first column, the
+    curve of each group's overall mean AUROC, and each point's full report."""
+    rows = curves.table_rows(sweep, [(e.value, e.rows) for e in evaluations])
+    overall = [r for r in rows if r["condition"] == OVERALL]
+    shown = [g for g in (*groups, ALL_GROUPS) if any(r["group"] == g for r in overall)]
+    sections = [f"## {sweep.label(e.value, e.config)}\n\n"
+                + markdown_report(e.rows, methods, e.outcome["seconds_per_task"], num_tasks, e.config, args)
+                for e in evaluations]
+    report = "\n".join([curves.overview_markdown(sweep, overall, methods, shown), *sections])
+    panels = {group: {m: curves.curve_points(overall, sweep, group, m) for m in methods} for group in groups}
+    figures = {sweep.figure: plots.curve_chart(
+        panels, sweep.axis_label, f"mean query AUROC, {num_tasks} tasks per group, seed {args.seed}",
+        log_x=sweep.parameter == "k")}
+    files = {"results.csv": csv_text(rows, (sweep.parameter, *RESULT_COLUMNS)),
+             "per_task.csv": per_task_csv([(e.value, e.outcome, e.task_sets) for e in evaluations], methods,
+                                          sweep.parameter)}
+    return report, files, figures, rows
 
 
 def parse_methods(text):
@@ -253,12 +379,14 @@ def analysed_methods(methods):
     return trained[0], ANALYSED_BASELINE
 
 
-def parse_conditions(text, config, columns, csv_path):
+def parse_conditions(text, config, columns, csv_path, condition_map=None):
     """--conditions -> ({group: [conditions]}, {absent condition: its setting}).
 
     'seen' (NON_HOLD_OUT), 'unseen' (HOLD_OUT) and 'all' (both, the default) keep the conditions that
     are columns of the test CSV, and report the others as absent; a group asked for by name that has
-    none is an error, as is a condition named explicitly that the CSV lacks.
+    none is an error, as is a condition named explicitly that the CSV lacks. A name that is not a
+    condition of the checkpoint but a condition column of the test CSV (another dataset's finding) joins
+    the unseen group: the selector never met it in meta-training.
     """
     names = [c.strip() for c in text.split(",") if c.strip()]
     explicit_groups = names != [ALL_GROUPS]
@@ -281,17 +409,24 @@ def parse_conditions(text, config, columns, csv_path):
             raise UserError(f"{csv_path}: none of the checkpoint's conditions ({', '.join(config['ALL_COND'])}) is "
                             f"a column; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
         return groups, absent
-    valid = {c: group for group, key in GROUPS.items() for c in config[key]}
-    unknown = [n for n in names if n not in valid]
+    group_of = {c: group for group, key in GROUPS.items() for c in config[key]}
+    renamed = [n for n in names if n not in group_of and n in (condition_map or {})]
+    if renamed:
+        raise UserError(f"--conditions: --condition_map renames {renamed[0]!r} to {condition_map[renamed[0]]!r}; name "
+                        "the test CSV's column")
+    other_columns = [n for n in names if n not in group_of and n in columns and n not in NOT_CONDITIONS]
+    unknown = [n for n in names if n not in group_of and n not in other_columns]
     if unknown or not names:
         raise UserError(f"--conditions: unknown condition(s) {', '.join(repr(n) for n in unknown) or '(none)'}; "
-                        f"valid: seen, unseen, all, or names from {', '.join(valid)}")
+                        f"valid: seen, unseen, all, or names from {', '.join(group_of)}, or another condition column "
+                        f"of {csv_path} (evaluated as unseen)")
     missing = [n for n in names if n not in columns]
     if missing:
         raise UserError(f"--conditions: {csv_path} has no column for {', '.join(repr(n) for n in missing)}; "
                         f"{suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
-    return {group: [n for n in dict.fromkeys(names) if valid[n] == group]
-            for group in GROUPS if any(valid[n] == group for n in names)}, {}
+    group_of.update(dict.fromkeys(other_columns, "unseen"))
+    return {group: [n for n in dict.fromkeys(names) if group_of[n] == group]
+            for group in GROUPS if any(group_of[n] == group for n in names)}, {}
 
 
 def check_output_folder(out, overwrite):
@@ -325,53 +460,68 @@ def _remove_if_empty(folder):
         os.rmdir(folder)
 
 
-def evaluate_methods(methods, task_sets, table, selectors, k, batch_size, selection, seed, device,
-                     keep_selections=()):
-    """Per-task query AUROC of every method on every task set.
+def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selection, seed, device,
+                     keep_selections=(), description="meta-test"):
+    """Per-task query AUROC of every method at every K of ``ks`` on every task set.
 
     ``selectors`` maps each MedSelect variant of ``methods`` to its selector; ``selection`` is the
     mode of the variants without their own. Every method gets the same TaskBatch (same pools, same
-    query sets). Returns {'auroc': {group:
-    {method: (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels
-    of the selected X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method:
-    float} (selection time only)}.
+    query sets) at every K, and what does not depend on K is computed once per batch: the query
+    embeddings, the selector's logits (once per selector, for all its variants), the baselines'
+    PreparedPools. Each (variant, K) draws from a generator of its own, seeded as an evaluation at that K
+    alone seeds it, so every K's numbers are that evaluation's. Returns {k: {'auroc': {group: {method:
+    (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels of the selected
+    X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method: float} (selection time:
+    the shared work plus that K's)}}.
     """
+    ks = list(dict.fromkeys(ks))
     predictor = MeanPredictor("cosine")
-    seconds = dict.fromkeys(methods, 0.0)
-    auroc = {group: {m: [] for m in methods} for group in task_sets}
-    selections = {group: {m: [] for m in keep_selections} for group in task_sets}
+    seconds = {k: dict.fromkeys(methods, 0.0) for k in ks}
+    auroc = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
+    selections = {k: {group: {m: [] for m in keep_selections} for group in task_sets} for k in ks}
     total = sum(len(tasks) for tasks in task_sets.values())
-    with tqdm(total=total, desc="meta-test", unit="task", dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=description, unit="task", dynamic_ncols=True) as bar:
         for group, task_set in task_sets.items():
-            # MedSelect's draws for a group do not depend on which other groups or methods are evaluated: each
-            # sampling variant draws from its own generator, seeded alike (common random numbers for the pairs).
+            # MedSelect's draws for a group do not depend on which other groups, methods or K are evaluated: each
+            # sampling variant draws from its own generator at each K, seeded alike (common random numbers).
             group_seed = derived_seed(derived_seed(seed, TEST_SELECTION), list(GROUPS).index(group))
-            generators = {m: torch.Generator(device=device).manual_seed(group_seed) for m in selectors}
+            generators = {(m, k): torch.Generator(device=device).manual_seed(group_seed) for m in selectors for k in ks}
             first = 0
             for tasks in task_set.batches(batch_size, device):
                 task_ids = range(first, first + len(tasks))
                 query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+                logits = {}  # selector -> ((B, P) logits, seconds to compute them)
                 for method in methods:
                     started = _clock(device)
                     if method in selectors:
-                        chosen = select(selectors[method], table, tasks, k, selection_mode(method, selection),
-                                        generators[method])  # (B, K)
+                        if selectors[method] not in logits:
+                            logits[selectors[method]] = (selector_logits(selectors[method], table, tasks),
+                                                         _clock(device) - started)
+                        inputs, shared_seconds = logits[selectors[method]]
                     else:
-                        chosen = select_baseline(method, table.classifier_input(tasks.pool_rows), k, seed,
-                                                 task_ids=task_ids)  # (B, K)
-                    seconds[method] += _clock(device) - started
-                    auroc[group][method].append(selection_auroc(table, tasks, chosen, predictor, query).cpu())
-                    if method in keep_selections:
-                        selections[group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
-                                                          tasks.pool_labels.gather(1, chosen).cpu()))
+                        inputs = prepare_pools(method, table.classifier_input(tasks.pool_rows))
+                        shared_seconds = _clock(device) - started
+                    for k in ks:
+                        started = _clock(device)
+                        if method in selectors:
+                            chosen = select_from_logits(inputs, k, selection_mode(method, selection),
+                                                        generators[(method, k)])  # (B, k)
+                        else:
+                            chosen = select_prepared(inputs, k, seed, task_ids)  # (B, k)
+                        seconds[k][method] += shared_seconds + _clock(device) - started
+                        auroc[k][group][method].append(selection_auroc(table, tasks, chosen, predictor, query).cpu())
+                        if method in keep_selections:
+                            selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
+                                                                 tasks.pool_labels.gather(1, chosen).cpu()))
                 first += len(tasks)
                 bar.update(len(tasks))
-    return {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
-                      for g, by in auroc.items()},
-            "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),
-                                  "labels": torch.cat([lab for _, lab in s]).numpy()} for m, s in by.items()}
-                          for g, by in selections.items()},
-            "seconds_per_task": {m: s / total for m, s in seconds.items()}}
+    return {k: {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
+                          for g, by in auroc[k].items()},
+                "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),
+                                      "labels": torch.cat([lab for _, lab in s]).numpy()} for m, s in by.items()}
+                              for g, by in selections[k].items()},
+                "seconds_per_task": {m: s / total for m, s in seconds[k].items()}}
+            for k in ks}
 
 
 def _clock(device):
@@ -478,15 +628,20 @@ def analyse_selections(outcome, task_sets, demographics, embeddings, analysed):
     return rows, plotted, groups[plotted]
 
 
-def per_task_csv(outcome, task_sets, methods):
+def per_task_csv(evaluations, methods, parameter=None):
+    """Every task's condition and each method's AUROC; ``evaluations``: [(value, outcome, task sets)], the value
+    being the first column when a curve's ``parameter`` is given."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["group", "task", "condition"] + [f"{m}_auroc" for m in methods])
-    for group, task_set in task_sets.items():
-        names = [task_set.conditions[i] for i in task_set.condition_ids()]
-        columns = [outcome["auroc"][group][m] for m in methods]
-        for task, name in enumerate(names):
-            writer.writerow([group, task, name] + [repr(float(c[task])) for c in columns])
+    leading = [parameter] if parameter else []
+    writer.writerow(leading + ["group", "task", "condition"] + [f"{m}_auroc" for m in methods])
+    for value, outcome, task_sets in evaluations:
+        for group, task_set in task_sets.items():
+            names = [task_set.conditions[i] for i in task_set.condition_ids()]
+            columns = [outcome["auroc"][group][m] for m in methods]
+            for task, name in enumerate(names):
+                writer.writerow(([value] if parameter else []) + [group, task, name]
+                                + [repr(float(c[task])) for c in columns])
     return buffer.getvalue()
 
 

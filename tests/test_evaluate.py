@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+import curves
 import evaluate
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
@@ -49,7 +50,7 @@ def full_run(data):
 def test_outputs_and_configuration_from_checkpoint(full_run):
     out, summary = full_run["out"], full_run["summary"]
     for name in evaluate.RESULT_FILES:
-        assert os.path.isfile(os.path.join(out, name)), name
+        assert os.path.isfile(os.path.join(out, name)) == (name not in curves.CURVE_FILES), name
     for name in ("auroc_by_condition.png", "selection_analysis.png"):
         with open(os.path.join(out, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -125,23 +126,29 @@ def test_per_task_auroc_recomputed_with_scikit_learn(data, full_run):
 
 
 def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
-    seen_pools = {}
-    real_select, real_baseline = evaluate.select, evaluate.select_baseline
+    seen_pools, modes = {}, set()
+    real_logits, real_select, real_prepare = evaluate.selector_logits, evaluate.select_from_logits, evaluate.prepare_pools
 
-    def recording_select(selector, table, tasks, k, mode, generator):
-        seen_pools.setdefault(f"medselect-{mode}", []).append(table.classifier_input(tasks.pool_rows).clone())
-        return real_select(selector, table, tasks, k, mode, generator)
+    def recording_logits(selector, table, tasks):
+        seen_pools.setdefault("medselect", []).append(table.classifier_input(tasks.pool_rows).clone())
+        return real_logits(selector, table, tasks)
 
-    def recording_baseline(method, pool_embeddings, k, seed, task_ids=None):
+    def recording_select(logits, k, mode, generator):
+        modes.add(mode)
+        return real_select(logits, k, mode, generator)
+
+    def recording_prepare(method, pool_embeddings):
         seen_pools.setdefault(method, []).append(pool_embeddings.clone())
-        return real_baseline(method, pool_embeddings, k, seed, task_ids=task_ids)
+        return real_prepare(method, pool_embeddings)
 
-    monkeypatch.setattr(evaluate, "select", recording_select)
-    monkeypatch.setattr(evaluate, "select_baseline", recording_baseline)
+    monkeypatch.setattr(evaluate, "selector_logits", recording_logits)
+    monkeypatch.setattr(evaluate, "select_from_logits", recording_select)
+    monkeypatch.setattr(evaluate, "prepare_pools", recording_prepare)
     assert evaluate.main(["--checkpoint", data["checkpoint"], *data["args"], "--out", str(tmp_path / "out"),
                           "--bootstrap", "10", "--conditions", "unseen", "--num_tasks", "10"]) == 0
+    assert modes == {"sample", "topk"}  # both MedSelect variants select from the one selector's logits
     pools = {method: torch.cat(batches) for method, batches in seen_pools.items()}
-    assert set(pools) == set(evaluate.DEFAULT_METHODS)
+    assert set(pools) == {"medselect"} | set(evaluate.BASELINE_METHODS)
     for method, pool in pools.items():
         assert torch.equal(pool, pools["random"]), method
     # ... and they are the deterministic meta-test tasks of the seed.

@@ -47,14 +47,14 @@ def test_variants_are_the_selection_modes_and_plain_medselect_follows_selection(
 def test_sample_distinct_draws_k_different_x_rays(data, tmp_path, monkeypatch):
     """medselect-sample-distinct (select_xrays.py's 'sample') never repeats an X-ray; medselect-sample may."""
     chosen = {}
-    real_select = evaluate.select
+    real_select = evaluate.select_from_logits
 
-    def recording_select(selector, table, tasks, k, mode, generator):
-        selection = real_select(selector, table, tasks, k, mode, generator)
+    def recording_select(logits, k, mode, generator):
+        selection = real_select(logits, k, mode, generator)
         chosen.setdefault(mode, []).append(selection)
         return selection
 
-    monkeypatch.setattr(evaluate, "select", recording_select)
+    monkeypatch.setattr(evaluate, "select_from_logits", recording_select)
     evaluate_per_task(data, tmp_path / "out", "--checkpoint", data["checkpoint"],
                       "--methods", "medselect-sample,medselect-sample-distinct")
     distinct = torch.cat(chosen["sample-distinct"])

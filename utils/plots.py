@@ -105,6 +105,30 @@ def auroc_bar_chart(rows, methods, title):
     return figure
 
 
+def curve_chart(panels, axis_label, title, log_x=False):
+    """One panel per group: mean query AUROC against a setting (K, the pool's positive fraction), one line per
+    method with its 95% CI as a band.
+
+    panels: {panel title: {method: (values, means, ci_lows, ci_highs)}}, values increasing.
+    """
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for axis, (panel, curves) in zip(axes[0], panels.items()):
+        for method, (values, means, lows, highs) in curves.items():
+            line, = axis.plot(values, means, marker="o", label=method)
+            axis.fill_between(values, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+        ticks = sorted({v for values, *_ in curves.values() for v in values})
+        if log_x:
+            axis.set_xscale("log")
+        axis.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        axis.minorticks_off()
+        axis.set(xlabel=axis_label, ylabel="mean query AUROC (95% CI)", title=panel)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def selection_histograms(values_by_method, quantities, wasserstein):
     """One histogram panel per quantity, the methods overlaid; the title gives their Wasserstein distance."""
     columns = 4
