@@ -338,7 +338,9 @@ def curve_results(sweep, evaluations, methods, num_tasks, groups, args):
     report = "\n".join([curves.overview_markdown(sweep, overall, methods, shown), *sections])
     panels = {group: {m: curves.curve_points(overall, sweep, group, m) for m in methods} for group in groups}
     figures = {sweep.figure: plots.curve_chart(
-        panels, sweep.axis_label, f"mean query AUROC, {num_tasks} tasks per group, seed {args.seed}",
+        panels, sweep.axis_label, f"mean query AUROC: pool {evaluations[0].config['UNLABELED_POOL_SIZE']}, query "
+                                  f"{evaluations[0].config['QUERY_SET_SIZE']}, {num_tasks} tasks per group, seed "
+                                  f"{args.seed}",
         log_x=sweep.parameter == "k")}
     files = {"results.csv": csv_text(rows, (sweep.parameter, *RESULT_COLUMNS)),
              "per_task.csv": per_task_csv([(e.value, e.outcome, e.task_sets) for e in evaluations], methods,
