@@ -4,11 +4,11 @@ Each value is one evaluation with that value as its setting (K, or UNLABELED_POS
 every method on the same tasks, and its numbers are those of evaluate.py run with
 ``--set K=value`` (or ``--set UNLABELED_POS_FRAC=value``) alone. K does not enter the
 drawing of a task (data/tasks.py: task i is a function of the seed, the stream, i and
-the pool and query sizes), so all K share their pools and the budget curve is paired:
-the selections of every K are made from the same pools, in one pass over the tasks. A
-pool's positive fraction changes the pools; its tasks keep their seed and index. The
-query set keeps QUERY_POS_FRAC (balanced by default) at every value, so the AUROCs
-stay comparable.
+the TaskShape, i.e. pool and query sizes and positives), so all K share their pools and
+the budget curve is paired: the selections of every K are made from the same pools, in
+one pass over the tasks. A pool's positive fraction changes the pools; its tasks keep
+their seed and index. The query set keeps QUERY_POS_FRAC (balanced by default) at every
+value, so the AUROCs stay comparable.
 """
 import math
 from dataclasses import dataclass
