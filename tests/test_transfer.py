@@ -71,8 +71,8 @@ def evaluate_into(transfer, out, *extra, checkpoint=None, test=None):
 def test_checkpoint_records_its_training_data_and_keeps_the_original_keys(transfer):
     checkpoint = torch.load(transfer["checkpoint"], weights_only=False)
     assert {"epoch", "model_state_dict", "optimizer_state_dict"} <= set(checkpoint)
-    assert checkpoint["data"]["train_pos_csv"] == str(transfer["nih"] / "train_pos.csv")
-    assert checkpoint["data"]["val_norm_csv"] == str(transfer["nih"] / "val_norm.csv")
+    assert checkpoint["data"]["train_pos_csv"]["csv"] == str(transfer["nih"] / "train_pos.csv")
+    assert checkpoint["data"]["val_norm_csv"]["csv"] == str(transfer["nih"] / "val_norm.csv")
 
 
 def test_renamed_condition_keeps_its_group_and_results_name_both_datasets(transfer, tmp_path):
