@@ -43,7 +43,7 @@ import curves
 from data.conditions import NOT_CONDITIONS, parse_condition_map, rename_conditions, suggestion
 from data.csv_hdf5 import read_csv
 from data.embedding_origin import check_same_encoder
-from data.provenance import dataset_of, describe, training_dataset
+from data.provenance import dataset_of, is_transfer, provenance_line, training_dataset
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from data.xray_table import load_xray_table
 from engine import SELECTION_MODES, select_from_logits, selection_auroc, selector_logits
@@ -204,7 +204,8 @@ def compare_methods(args, on_exit):
              ", ".join(f"{g}: {', '.join(c)}" for g, c in groups.items()),
              ",".join(str(k) for k in dict.fromkeys(c["K"] for _, c in points)), config["UNLABELED_POOL_SIZE"],
              config["QUERY_SET_SIZE"], num_tasks, ", ".join(methods))
-    log.info(provenance_line(args.checkpoint, datasets, condition_map, config))
+    renamed = {new: group for group, key in GROUPS.items() for new in config[key] if new in condition_map.values()}
+    log.info(provenance_line(args.checkpoint, datasets, condition_map, renamed))
 
     bootstrap_seed = derived_seed(args.seed, EVALUATION_BOOTSTRAP)
     evaluations = []  # one per point, in their order
@@ -225,7 +226,7 @@ def compare_methods(args, on_exit):
         report, files, figures, rows = curve_results(sweep, evaluations, methods, num_tasks, groups, args)
         analysis_rows = None
     if is_transfer(datasets, condition_map):
-        report = provenance_line(args.checkpoint, datasets, condition_map, config) + "\n\n" + report
+        report = provenance_line(args.checkpoint, datasets, condition_map, renamed) + "\n\n" + report
     if leakage:
         report = f"**WARNING: {leakage}**\n\n{report}"
     files["results.md"] = report
@@ -286,26 +287,6 @@ def meta_test_tasks(table, groups, shape, seed, num_tasks):
     """{group: FixedTaskSet}: tasks 0..num_tasks-1 of each group's own stream."""
     return {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, seed, TASK_STREAMS[group]), num_tasks)
             for group, group_conditions in groups.items()}
-
-
-def is_transfer(datasets, condition_map):
-    """Whether the selector is tested on another dataset than the one it was trained on (another folder of
-    split CSVs), or with renamed conditions; unknown training data is not called a transfer."""
-    trained = datasets["trained_on"]
-    return bool(condition_map) or bool(trained and trained.get("folder")
-                                       and trained["folder"] != datasets["tested_on"]["folder"])
-
-
-def provenance_line(checkpoint_path, datasets, condition_map, config):
-    """One sentence: where the selector was trained and where it is tested, and the conditions renamed."""
-    tested = f"test data {describe(datasets['tested_on'])}"
-    line = (f"Selector {checkpoint_path}, trained on {describe(datasets['trained_on'])}; {tested}."
-            if checkpoint_path else f"{tested[0].upper()}{tested[1:]}.")
-    if condition_map:
-        group_of = {c: group for group, key in GROUPS.items() for c in config[key]}
-        line += " Conditions renamed for the test data (checkpoint → test column): " + ", ".join(
-            f"{old} → {new} ({group_of[new]})" for old, new in condition_map.items()) + "."
-    return line
 
 
 def one_evaluation_results(evaluation, methods, num_tasks, args, analysed, demographics, embeddings):

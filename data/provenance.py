@@ -38,6 +38,27 @@ def describe(dataset):
     return f"{dataset['folder']} ({dataset['format']}{source})"
 
 
+def is_transfer(datasets, condition_map):
+    """Whether the selector is tested on another dataset than the one it was trained on (another folder of
+    split CSVs), or with renamed conditions; unknown training data is not called a transfer.
+    datasets: {'trained_on': training_dataset or None, 'tested_on': dataset_of}."""
+    trained = datasets["trained_on"]
+    return bool(condition_map) or bool(trained and trained.get("folder")
+                                       and trained["folder"] != datasets["tested_on"]["folder"])
+
+
+def provenance_line(checkpoint_path, datasets, condition_map, group_of):
+    """One sentence: where the selector was trained and where it is tested, and the conditions renamed
+    (``condition_map`` {checkpoint's name: test column}, ``group_of`` {test column: 'seen' / 'unseen'})."""
+    tested = f"test data {describe(datasets['tested_on'])}"
+    line = (f"Selector {checkpoint_path}, trained on {describe(datasets['trained_on'])}; {tested}."
+            if checkpoint_path else f"{tested[0].upper()}{tested[1:]}.")
+    if condition_map:
+        line += " Conditions renamed for the test data (checkpoint → test column): " + ", ".join(
+            f"{old} → {new} ({group_of[new]})" for old, new in condition_map.items()) + "."
+    return line
+
+
 def _prepare_record(path):
     """prepare_data.json as a dict; empty when absent or unreadable (it only labels the dataset)."""
     try:
