@@ -1,0 +1,115 @@
+"""The last step of `make demo`: what was planted, the comparison table, the own-X-rays run, the plots.
+
+    python3 scripts/demo_report.py --images_csv demo_data/chexpert/CheXpert-v1.0-small/train.csv \
+        --run demo_runs/selector --evaluation demo_runs/test --own_xrays demo_runs/own_xrays \
+        --pool demo_data/my_xrays.csv --label_column Edema --out demo_runs/demo_summary.md
+
+Reads only what the commands wrote (evaluate.py's results.csv, select_xrays.py's and
+classify_xrays.py's CSVs) and the synthetic truth (the images CSV's acquisition column, which no
+MedSelect command reads). Prints the summary and writes it to --out as Markdown.
+"""
+import argparse
+import json
+import os
+import sys
+
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from medselect.classification import ground_truth_auroc  # noqa: E402
+from scripts.make_demo_images import ACQUISITION_COLUMN, POOR, POOR_ACQUISITION_NOTE  # noqa: E402
+from utils.atomic import atomic_write_text  # noqa: E402
+from utils.plots import CURVES_FILE  # noqa: E402
+
+TRAINED = ("medselect-sample", "medselect-topk")  # the trained selector's rows, compared with every other method
+GROUP_NAMES = {"seen": "seen", "unseen": "held out"}
+OWN_XRAYS_METHODS = ("medselect", "random")  # select_xrays.py --method, as the Makefile runs it
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images_csv", required=True, help="the synthetic images' CSV (with the planted column)")
+    parser.add_argument("--run", required=True, help="run_selector.py's --out")
+    parser.add_argument("--evaluation", required=True, help="evaluate.py's --out")
+    parser.add_argument("--own_xrays", required=True,
+                        help="folder with to_label_METHOD.csv and predictions_METHOD.csv for METHOD in "
+                             f"{', '.join(OWN_XRAYS_METHODS)}")
+    parser.add_argument("--pool", required=True, help="the pool CSV (ground truth for --label_column)")
+    parser.add_argument("--label_column", required=True, help="the finding labelled in the own-X-rays run")
+    parser.add_argument("--out", required=True, help="Markdown file for the summary")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    images = pd.read_csv(args.images_csv)
+    share = (images[ACQUISITION_COLUMN] == POOR).mean()
+    with open(os.path.join(args.evaluation, "results.json")) as f:
+        evaluation = json.load(f)
+    results = pd.read_csv(os.path.join(args.evaluation, "results.csv"))
+    lines = ["# MedSelect demo on SYNTHETIC data (not X-rays; random-weight encoder)", "",
+             f"{POOR_ACQUISITION_NOTE}: here {share:.0%} of the {len(images)} images.", "",
+             *comparison_table(results, evaluation), "",
+             *own_xrays_lines(args), "",
+             "Plots:", "",
+             f"* training curve: {os.path.join(args.run, CURVES_FILE)}",
+             f"* AUROC by method and condition, 95% CIs: {os.path.join(args.evaluation, 'auroc_by_condition.png')}",
+             f"* every number above, per condition: {os.path.join(args.evaluation, 'results.md')}"]
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(text, args.out)
+    print(text)
+    print(f"(this summary is also in {args.out})")
+    return 0
+
+
+def comparison_table(results, evaluation):
+    """Markdown lines: each method's mean AUROC on seen and held-out conditions, and the trained
+    selector's paired difference to it on the held-out ones."""
+    config = evaluation["config"]
+    overall = results[results["condition"] == "overall"]
+    methods = list(dict.fromkeys(overall["method"]))
+    trained = [m for m in TRAINED if m in methods]
+    tasks = {g: int(overall[(overall["group"] == g)]["num_tasks"].iloc[0]) for g in GROUP_NAMES}
+    lines = [f"Meta-test (evaluate.py): K={config['K']} labels chosen from pools of {config['UNLABELED_POOL_SIZE']}, "
+             f"scored on query sets of {config['QUERY_SET_SIZE']}; {tasks['seen']} tasks on the seen conditions "
+             f"({', '.join(evaluation['conditions']['seen'])}) and {tasks['unseen']} on the held-out ones "
+             f"({', '.join(evaluation['conditions']['unseen'])}), never seen in meta-training. Mean query AUROC "
+             "[95% bootstrap CI]; trained − method: paired difference on the same held-out tasks [95% CI].", "",
+             "| method | seen | held out | " + " | ".join(f"held out: {m} − method" for m in trained) + " |",
+             "|---|---:|---:|" + "---:|" * len(trained)]
+    for method in methods:
+        cells = []
+        for group in GROUP_NAMES:
+            row = overall[(overall["group"] == group) & (overall["method"] == method)].iloc[0]
+            cells.append(f"{row['mean_auroc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+        for reference in trained:
+            pair = overall[(overall["group"] == "unseen") & (overall["method"] == method)
+                           & (overall["reference"] == reference)]
+            cells.append("" if pair.empty else "{:+.3f} [{:+.3f}, {:+.3f}]".format(
+                *pair[["diff_vs_medselect", "diff_ci_low", "diff_ci_high"]].iloc[0]))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def own_xrays_lines(args):
+    """Markdown lines: per method, the poor-acquisition share of its picks and the classifier's AUROC."""
+    pool = pd.read_csv(args.pool)
+    pool_share = (pool[ACQUISITION_COLUMN] == POOR).mean()
+    lines = [f"Your own X-rays (select_xrays.py, then classify_xrays.py): a pool of {len(pool)} test X-rays "
+             f"({pool_share:.0%} from the poor source); the chosen ones labelled for {args.label_column} (held "
+             "out of meta-training) by the synthetic truth; the rest classified and scored against it:", "",
+             "| select_xrays.py --method | poor-source X-rays chosen | AUROC of the rest [95% CI] |",
+             "|---|---:|---:|"]
+    for method in OWN_XRAYS_METHODS:
+        chosen = pd.read_csv(os.path.join(args.own_xrays, f"to_label_{method}.csv"))
+        predictions = pd.read_csv(os.path.join(args.own_xrays, f"predictions_{method}.csv"))
+        estimate = ground_truth_auroc(predictions, args.pool, args.label_column)
+        lines.append(f"| {method} | {(chosen[ACQUISITION_COLUMN] == POOR).sum()} of {len(chosen)} | "
+                     f"{estimate.auroc:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}] |")
+    lines += ["", "One pool is one draw: the table above, over hundreds of tasks, is the comparison."]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
