@@ -36,11 +36,10 @@ DEMO_TEST := $(DEMO_RUNS)/test
 DEMO_OWN := $(DEMO_RUNS)/own_xrays
 DEMO_TASKS := --set UNLABELED_POOL_SIZE=20 --set QUERY_SET_SIZE=10 --set K=5
 DEMO_TRAINING := --set NUM_META_TRAIN_TASKS=720 --set NUM_EPOCHS=1 --set BATCH_SIZE=8 --set LEARNING_RATE=1e-3 \
-    --set NUM_META_TEST_TASKS=64
+    --set NUM_META_TEST_TASKS=256
 DEMO_METHODS := medselect-sample,medselect-topk,medselect-untrained,random,kmedoids,kmedoids-fasterpam,typiclust,probcover,coreset
 DEMO_LABEL := Edema
-# The run's best checkpoint: the last model_epoch* file it saved.
-DEMO_BEST = $$(ls -t $(DEMO_RUN)/model_epoch*_iter* | head -1)
+DEMO_BEST := $(DEMO_RUN)/best.pt
 # The tiny tasks' tensor operations run in one thread: never slower than two in our measurements, and
 # 4-7 times faster than two when other jobs share the cores (measured for run_selector.py and evaluate.py).
 # Embedding (large convolutions) keeps torch's default.
