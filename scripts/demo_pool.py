@@ -19,6 +19,7 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.labels import POSITIVE_VALUES  # noqa: E402
+from utils.atomic import atomic_write_text  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 
@@ -45,12 +46,14 @@ def main(argv=None):
         if not 1 <= args.size <= len(frame):
             raise UserError(f"--size {args.size}: the test split of {args.splits} has {len(frame)} X-rays")
         rows = np.sort(np.random.default_rng(args.seed).choice(len(frame), args.size, replace=False))
-        frame.iloc[rows].to_csv(args.out, index=False)
+        atomic_write_text(frame.iloc[rows].to_csv(index=False), args.out)
         print(f"wrote a pool of {args.size} test-split X-rays to {args.out}")
     else:
         frame = pd.read_csv(args.to_label)
+        if args.label_column not in frame.columns:
+            raise UserError(f"{args.to_label}: no column '{args.label_column}' holding the synthetic truth")
         frame[args.label_column] = frame[args.label_column].isin(POSITIVE_VALUES).astype(int)
-        frame.to_csv(args.out, index=False)
+        atomic_write_text(frame.to_csv(index=False), args.out)
         print(f"labelled {len(frame)} X-rays for {args.label_column} from the synthetic truth "
               f"({frame[args.label_column].sum()} positive): {args.out}")
     return 0

@@ -2,7 +2,7 @@
 
     python3 scripts/demo_report.py --images_csv demo_data/chexpert/CheXpert-v1.0-small/train.csv \
         --run demo_runs/selector --evaluation demo_runs/test --own_xrays demo_runs/own_xrays \
-        --pool demo_data/my_xrays.csv --label_column Edema --out demo_runs/demo_summary.md
+        --pool demo_data/demo_pool.csv --label_column Edema --out demo_runs/demo_summary.md
 
 Reads only what the commands wrote (evaluate.py's results.csv, select_xrays.py's and
 classify_xrays.py's CSVs) and the synthetic truth (the images CSV's acquisition column, which no

@@ -28,6 +28,9 @@ def test_label_follows_chexpert_uncertain_counts_as_positive(tmp_path, capsys):
     assert code == 0, err
     labeled = pd.read_csv(tmp_path / "labeled.csv")
     assert labeled["Edema"].tolist() == [1, 1, 0, 0, 1] and labeled["rank"].tolist() == [1, 2, 3, 4, 5]
+    code, _, err = run_main(demo_pool.main, ["label", "--to_label", tmp_path / "to_label.csv", "--label_column",
+                                             "Atelectasis", "--out", tmp_path / "other.csv"], capsys)
+    assert code == 2 and "no column 'Atelectasis'" in err and not (tmp_path / "other.csv").exists()
 
 
 def test_summary_table_takes_each_difference_from_its_reference():
