@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from models.baselines import select_baseline
 from utils.metrics import batched_auroc
 from utils.sampling import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
@@ -93,15 +94,41 @@ def select(selector, table, tasks, k, mode="sample", generator=None):
 
 
 @torch.no_grad()
-def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, mode="sample"):
-    """Per-task query AUROC (numpy, task order) of the selector on a fixed task set."""
+def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, modes=("sample",)):
+    """Per-task query AUROC (numpy, task order) of the selector on a fixed task set, for each selection mode.
+
+    Returns {mode: (N,)}. The modes share one BiLSTM pass per batch: each selects from the same logits.
+    ``generator`` serves the sampling modes in the order of ``modes``, so 'topk' added after 'sample' leaves
+    the sample draws as they are without it.
+    """
     was_training = selector.training
     selector.eval()
     device = table.embeddings.device
-    aurocs = []
+    aurocs = {mode: [] for mode in modes}
     for tasks in task_set.batches(batch_size, device):
-        selection = select(selector, table, tasks, k, mode, generator)
-        aurocs.append(selection_auroc(table, tasks, selection, predictor))
+        logits = selector_logits(selector, table, tasks)  # (B, P)
+        query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+        for mode in modes:
+            selection = select_from_logits(logits, k, mode, generator)  # (B, K)
+            aurocs[mode].append(selection_auroc(table, tasks, selection, predictor, query))
     selector.train(was_training)
+    predictor.report_missing_classes()
+    return {mode: torch.cat(a).cpu().numpy().astype(np.float64) for mode, a in aurocs.items()}
+
+
+@torch.no_grad()
+def evaluate_random_selection(predictor, table, task_set, k, batch_size, seed):
+    """Per-task query AUROC (numpy, task order) of K distinct X-rays drawn uniformly at random.
+
+    The draws are evaluate.py's 'random' baseline (task i's from the seed and i alone), so for the same
+    tasks and seed the numbers are those evaluate.py reports.
+    """
+    device = table.embeddings.device
+    aurocs, first = [], 0
+    for tasks in task_set.batches(batch_size, device):
+        selection = select_baseline("random", table.classifier_input(tasks.pool_rows), k, seed,
+                                    task_ids=range(first, first + len(tasks)))  # (B, K)
+        aurocs.append(selection_auroc(table, tasks, selection, predictor))
+        first += len(tasks)
     predictor.report_missing_classes()
     return torch.cat(aurocs).cpu().numpy().astype(np.float64)
