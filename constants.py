@@ -26,3 +26,4 @@ K = 20                # X-rays selected for labeling in each task
 NUM_EPOCHS = 5
 BATCH_SIZE = 64       # tasks per REINFORCE step
 USE_ASL = False       # append Sex, Age, Frontal/Lateral to the selector's input (never the classifier's)
+BEST_CHECKPOINT_BY = "sample"  # meta-val AUROC that picks the best checkpoint: "sample" (the original's) or "topk"

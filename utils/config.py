@@ -14,6 +14,8 @@ from utils.errors import UserError
 
 CONDITION_SETTINGS = ("NON_HOLD_OUT", "HOLD_OUT")  # the settings that name condition columns
 DERIVED = "ALL_COND"  # NON_HOLD_OUT + HOLD_OUT, never set on its own
+# BEST_CHECKPOINT_BY: the selection mode whose meta-val AUROC picks the best checkpoint
+BEST_CHECKPOINT_CHOICES = ("sample", "topk")
 
 
 def default_config():
@@ -63,6 +65,8 @@ def _parse_like(name, text, default):
         if lowered in ("false", "0", "no"):
             return False
         raise UserError(f"--set {name}: expected True or False, got {text!r}")
+    if isinstance(default, str):  # as written on the command line, or quoted as in constants.py
+        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
     if isinstance(default, list):
         try:
             value = ast.literal_eval(text)
@@ -105,6 +109,9 @@ def validate_config(config):
             f"{query_positives} positive(s) in the query set; it must hold both classes for its AUROC to exist")
     for name in ("NUM_META_TRAIN_TASKS", "NUM_META_TEST_TASKS", "NUM_EPOCHS", "BATCH_SIZE"):
         require(config[name] >= 1, f"{name} must be at least 1, got {config[name]}")
+    require(config["BEST_CHECKPOINT_BY"] in BEST_CHECKPOINT_CHOICES,
+            f"BEST_CHECKPOINT_BY must be one of {', '.join(BEST_CHECKPOINT_CHOICES)}, got "
+            f"{config['BEST_CHECKPOINT_BY']!r}")
     require(config["LEARNING_RATE"] > 0, f"LEARNING_RATE must be positive, got {config['LEARNING_RATE']}")
     # HOLD_OUT may be empty: a dataset with one condition has nothing to hold out.
     require(len(config["NON_HOLD_OUT"]) > 0, "NON_HOLD_OUT must name at least one condition (the conditions of "
