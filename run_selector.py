@@ -26,7 +26,7 @@ from data.embedding_origin import check_same_encoder, known_origin
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.xray_table import load_xray_table
-from engine import NonFiniteLoss, evaluate_selector, learning_rate_for_epoch, train_step
+from engine import NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch, train_step
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
@@ -46,8 +46,14 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"  # the same file as the best model_epoch{E}_iter{I} (a hard link, or a copy)
 RUN_FILES = ("config.json", "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT)
 ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept for the best checkpoints
+# val_auroc is the selector's in 'sample' mode (the original's meta-val AUROC), val_topk_auroc in 'topk' mode,
+# val_random_auroc that of K random X-rays on the same tasks; the differences are per-task means of AUROC - random.
 METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward",
-                   "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint")
+                   "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint",
+                   "val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random")
+VALIDATION_MODES = ("sample", "topk")  # the selection modes of meta-validation, from one BiLSTM pass per batch
+# BEST_CHECKPOINT_BY -> the metrics column whose best value picks the best checkpoint
+BEST_CHECKPOINT_COLUMN = {"sample": "val_auroc", "topk": "val_topk_auroc"}
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
 
 
@@ -150,9 +156,10 @@ def meta_train(args, on_exit):
                                     ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")},
                            "embedding_origin": origin.to_dict() if origin else None},
                           os.path.join(args.out, "config.json"))
-    log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d",
-             "resuming" if resumed is not None else "meta-training", device, train_table.num_positive_csv_rows,
-             train_table.num_normal_rows, len(val_tasks), train_table.selector_input_size, config["K"])
+    log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d; best "
+             "checkpoint by meta-val %s AUROC (BEST_CHECKPOINT_BY)", "resuming" if resumed is not None else
+             "meta-training", device, train_table.num_positive_csv_rows, train_table.num_normal_rows, len(val_tasks),
+             train_table.selector_input_size, config["K"], config["BEST_CHECKPOINT_BY"])
 
     run = MetaTrainingRun(config, seed, device, args.out, selector, optimizer, train_table, train_sampler,
                           val_table, val_tasks, log, embedding_origin=origin.to_dict() if origin else None,
@@ -167,8 +174,9 @@ def meta_train(args, on_exit):
             log.info("interrupted; continue from the last validation with the same command plus --resume %s "
                      "(without --set)", last)
         raise
-    log.info("done: best meta-val AUROC %.4f in %s (= %s); metrics in %s", best["best_val_auroc"],
-             os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"], os.path.join(args.out, "metrics.csv"))
+    log.info("done: best meta-val %s AUROC %.4f in %s (= %s); metrics in %s", config["BEST_CHECKPOINT_BY"],
+             best["best_val_auroc"], os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"],
+             os.path.join(args.out, "metrics.csv"))
     return 0
 
 
@@ -189,12 +197,13 @@ class MetaTrainingRun:
         self.selection_generator = torch_generator(seed, SELECTION, device)
         self.baseline_generator = torch_generator(seed, RANDOM_BASELINE, device)
         self.steps_per_epoch = math.ceil(config["NUM_META_TRAIN_TASKS"] / config["BATCH_SIZE"])
+        # best_val_auroc: the best meta-val AUROC of the BEST_CHECKPOINT_BY mode so far
         self.progress = {"epoch": 0, "iter": 0, "step": 0, "best_val_auroc": None, "best_checkpoint": None,
-                         "elapsed_s": 0.0, "metrics": []}
+                         "elapsed_s": 0.0, "metrics": [], "val_random_auroc": None}
         self._since_log, self._since_validation = [], []
 
     def restore(self, progress):
-        self.progress = progress
+        self.progress = {"val_random_auroc": None, **progress}  # a last.pt may predate the random baseline
         self.selection_generator.set_state(progress["selection_generator"])
         self.baseline_generator.set_state(progress["baseline_generator"])
 
@@ -255,34 +264,57 @@ class MetaTrainingRun:
 
     def _validate_and_save(self, epoch, iteration):
         generator = torch_generator(self.seed, VALIDATION_SELECTION, self.device)
-        val_auroc = float(evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks,
-                                            self.config["K"], self.config["BATCH_SIZE"], generator).mean())
+        aurocs = evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks, self.config["K"],
+                                   self.config["BATCH_SIZE"], generator, modes=VALIDATION_MODES)
+        sample_auroc, topk_auroc = float(aurocs["sample"].mean()), float(aurocs["topk"].mean())
+        random_auroc = self._random_baseline_auroc()
+        scores = {"val_auroc": sample_auroc, "val_random_auroc": random_auroc, "val_topk_auroc": topk_auroc,
+                  "val_diff_vs_random": sample_auroc - random_auroc,
+                  "val_topk_diff_vs_random": topk_auroc - random_auroc}
+        score = scores[BEST_CHECKPOINT_COLUMN[self.config["BEST_CHECKPOINT_BY"]]]
         progress = self.progress
         # On stdout, led by the original's lines 'Meta-val average AUROC: %.4f' and 'saving new best network!'.
-        self.log.info("Meta-val average AUROC: %.4f | %d tasks", val_auroc, len(self.val_tasks), extra=ORIGINAL_LINE)
+        self.log.info("Meta-val average AUROC: %.4f | %d tasks; topk %.4f, random %.4f; minus random: sample %+.4f, "
+                      "topk %+.4f", sample_auroc, len(self.val_tasks), topk_auroc, random_auroc,
+                      scores["val_diff_vs_random"], scores["val_topk_diff_vs_random"], extra=ORIGINAL_LINE)
         saved = ""
-        if progress["best_val_auroc"] is None or val_auroc > progress["best_val_auroc"]:
+        if progress["best_val_auroc"] is None or score > progress["best_val_auroc"]:
             saved = f"model_epoch{epoch + 1}_iter{iteration}"
             self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
             save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
-                            seed=self.seed, val_auroc=val_auroc, step=progress["step"],
+                            seed=self.seed, val_auroc=sample_auroc, val_topk_auroc=topk_auroc,
+                            val_random_auroc=random_auroc, step=progress["step"],
                             embedding_origin=self.embedding_origin, data=self.data_record)
-            progress.update(best_val_auroc=val_auroc, best_checkpoint=saved)
+            progress.update(best_val_auroc=score, best_checkpoint=saved)
             self._link_best()
         train = _means(self._since_validation)
         self._since_validation = []
         progress["metrics"].append({
             "epoch": epoch + 1, "iter": iteration, "step": progress["step"], "train_auroc": train["auroc"],
             "train_baseline_auroc": train["baseline_auroc"], "train_reward": train["reward"],
-            "val_auroc": val_auroc, "best_val_auroc": progress["best_val_auroc"],
-            "learning_rate": self.optimizer.param_groups[0]["lr"], "elapsed_s": progress["elapsed_s"],
-            "saved": saved, "best_checkpoint": progress["best_checkpoint"]})
+            "best_val_auroc": progress["best_val_auroc"], "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": progress["elapsed_s"], "saved": saved, "best_checkpoint": progress["best_checkpoint"],
+            **scores})
         self._write_metrics()
         progress["selection_generator"] = self.selection_generator.get_state()
         progress["baseline_generator"] = self.baseline_generator.get_state()
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
                         self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin,
                         data=self.data_record)
+
+    def _random_baseline_auroc(self):
+        """Mean meta-val AUROC of K X-rays drawn uniformly at random per task (evaluate.py's 'random').
+
+        The tasks and the draws are fixed, so it is computed at the run's first validation only and kept in
+        last.pt: a resumed run reports the same number, even on another device.
+        """
+        if self.progress["val_random_auroc"] is None:
+            aurocs = evaluate_random_selection(self.predictor, self.val_table, self.val_tasks, self.config["K"],
+                                               self.config["BATCH_SIZE"], self.seed)
+            self.progress["val_random_auroc"] = float(aurocs.mean())
+            self.log.info("meta-val random-selection AUROC %.4f: K random X-rays per task, the same draws for every "
+                          "validation of this run", self.progress["val_random_auroc"])
+        return self.progress["val_random_auroc"]
 
     def _link_best(self):
         """best.pt: the same file as the best model_epoch{E}_iter{I}, so nobody has to search for it."""

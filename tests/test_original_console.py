@@ -78,6 +78,11 @@ def test_the_numbers_are_those_of_the_run(run):
     assert sum(avg_rewards[:6]) / 6 != pytest.approx(float(metrics[0]["train_reward"]), abs=0.05)  # not the reward
     meta_val = [META_VAL.match(line).group(1) for line in lines if META_VAL.match(line)]
     assert meta_val == [f"{float(row['val_auroc']):.4f}" for row in metrics]
+    # Our fields after the original's text: the topk and random-selection AUROC of the same validation.
+    ours = [re.search(r"topk (\d\.\d{4}), random (\d\.\d{4})", line).groups() for line in lines
+            if META_VAL.match(line)]
+    assert ours == [(f"{float(row['val_topk_auroc']):.4f}", f"{float(row['val_random_auroc']):.4f}")
+                    for row in metrics]
     saving = [line for line in lines if SAVING.match(line)]
     assert saving[0].endswith(os.path.join(str(run["out"]), "model_epoch1_iter30"))
     assert os.path.isfile(os.path.join(run["out"], "model_epoch1_iter30"))

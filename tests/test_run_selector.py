@@ -1,6 +1,7 @@
 """End-to-end meta-training on tiny generated data, through run_selector.py's main()."""
 import csv
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from utils.errors import run_cli
 ORIGINAL_KEYS = {"LSTM.weight_ih_l0", "LSTM.weight_hh_l0", "LSTM.bias_ih_l0", "LSTM.bias_hh_l0",
                  "LSTM.weight_ih_l0_reverse", "LSTM.weight_hh_l0_reverse", "LSTM.bias_ih_l0_reverse",
                  "LSTM.bias_hh_l0_reverse", "linear.weight", "linear.bias"}
+NEW_VALIDATION_COLUMNS = ("val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random")
 
 
 class OriginalSelector(nn.Module):
@@ -110,11 +112,24 @@ def test_resume_equals_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
         train(tiny_data, tmp_path / "cut", *extra)
     assert len(read_metrics(tmp_path / "cut")) == 1  # only epoch 1's validation was reached
     monkeypatch.setattr(run_selector, "train_step", real_step)
+    # A last.pt from before the random baseline and BEST_CHECKPOINT_BY existed: it resumes too.
+    shutil.copytree(tmp_path / "cut", tmp_path / "older")
+    older = torch.load(tmp_path / "older" / "last.pt", weights_only=False)
+    del older["config"]["BEST_CHECKPOINT_BY"], older["progress"]["val_random_auroc"]
+    for column in NEW_VALIDATION_COLUMNS:
+        del older["progress"]["metrics"][0][column]
+    torch.save(older, tmp_path / "older" / "last.pt")
+    train(tiny_data, tmp_path / "older", "--resume", str(tmp_path / "older" / "last.pt"))
+    # The random baseline's AUROC is kept in last.pt, not computed again.
+    monkeypatch.setattr(run_selector, "evaluate_random_selection", None)
     train(tiny_data, tmp_path / "cut", "--resume", str(tmp_path / "cut" / "last.pt"))
 
     whole, cut = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "cut")
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
     assert strip(whole) == strip(cut)
+    resumed_older = strip(read_metrics(tmp_path / "older"))
+    assert resumed_older[1:] == strip(whole)[1:]
+    assert [resumed_older[0][c] for c in NEW_VALIDATION_COLUMNS] == [""] * len(NEW_VALIDATION_COLUMNS)
     a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model_state_dict"]
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model_state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
