@@ -41,6 +41,32 @@ def test_training_curves_plot_the_metrics(tmp_path):
     np.testing.assert_allclose(auroc_axis.collections[0].get_offsets(), [[30, frame["val_auroc"][0]]])
 
 
+def test_training_curves_show_topk_and_random_beside_sample(tmp_path):
+    frame = write_metrics(tmp_path)
+    rng = np.random.default_rng(1)
+    frame["val_random_auroc"] = 0.7
+    frame["val_topk_auroc"] = rng.uniform(0.7, 0.9, len(frame))
+    frame["val_diff_vs_random"] = frame["val_auroc"] - 0.7
+    frame["val_topk_diff_vs_random"] = frame["val_topk_auroc"] - 0.7
+    frame["saved"] = ["model_epoch1_iter30", "", "model_epoch1_iter90", ""]
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    (tmp_path / "config.json").write_text('{"config": {"BEST_CHECKPOINT_BY": "topk"}}')
+    assert plots.main([str(tmp_path)]) == 0
+    figure = plots.training_curves(plots.read_metrics(str(tmp_path / "metrics.csv")),
+                                   best_by=plots.read_best_checkpoint_by(str(tmp_path)))
+    reward_axis, auroc_axis = figure.axes
+    lines = {line.get_label(): line.get_xydata() for axis in figure.axes for line in axis.lines}
+    for label, column in (("meta-val AUROC (MedSelect sample)", "val_auroc"),
+                          ("meta-val AUROC (MedSelect topk)", "val_topk_auroc"),
+                          ("meta-val AUROC (random)", "val_random_auroc"),
+                          ("meta-val AUROC − random (sample)", "val_diff_vs_random"),
+                          ("meta-val AUROC − random (topk)", "val_topk_diff_vs_random")):
+        np.testing.assert_allclose(lines[label], frame[["step", column]].to_numpy(), err_msg=label)
+    # the checkpoints were chosen by the topk AUROC: their stars sit on that line
+    np.testing.assert_allclose(auroc_axis.collections[0].get_offsets(),
+                               [[30, frame["val_topk_auroc"][0]], [90, frame["val_topk_auroc"][2]]])
+
+
 def test_command_line_writes_the_png(tmp_path):
     write_metrics(tmp_path)
     result = run_module(str(tmp_path))

@@ -4,7 +4,10 @@
 
 reads DIR/metrics.csv (written by run_selector.py as it trains) and draws the meta-train
 reward and AUROC and the meta-val AUROC against the training step into DIR/training_curves.png.
+The meta-val AUROC is drawn for the selector's 'sample' and 'topk' modes and for K random X-rays on
+the same tasks (when metrics.csv has those columns: runs from before them show the sample line only).
 """
+import json
 import argparse
 import os
 
@@ -21,6 +24,13 @@ from utils.errors import UserError, run_cli  # noqa: E402
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "training_curves.png"
 CURVE_COLUMNS = ("step", "train_reward", "train_auroc", "train_baseline_auroc", "val_auroc")
+# meta-val columns drawn when present: (column, label, line style) on the AUROC panel ...
+VALIDATION_AUROC_LINES = (("val_topk_auroc", "meta-val AUROC (MedSelect topk)", "-"),
+                          ("val_random_auroc", "meta-val AUROC (random)", "-."))
+# ... and the differences to random beside the meta-train reward
+VALIDATION_DIFF_LINES = (("val_diff_vs_random", "meta-val AUROC − random (sample)"),
+                         ("val_topk_diff_vs_random", "meta-val AUROC − random (topk)"))
+BEST_CHECKPOINT_COLUMN = {"sample": "val_auroc", "topk": "val_topk_auroc"}  # run_selector.py's BEST_CHECKPOINT_BY
 
 
 def get_args_parser():
@@ -34,7 +44,8 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    figure = training_curves(read_metrics(os.path.join(args.run_dir, METRICS_FILE)))
+    figure = training_curves(read_metrics(os.path.join(args.run_dir, METRICS_FILE)),
+                             best_by=read_best_checkpoint_by(args.run_dir))
     out = args.out or os.path.join(args.run_dir, CURVES_FILE)
     save_png(figure, out)
     print(f"wrote {out}")
@@ -57,19 +68,38 @@ def read_metrics(path):
     return frame
 
 
-def training_curves(frame):
-    """Figure with two panels against step: meta-train reward; meta-train, random-baseline and meta-val AUROC."""
+def read_best_checkpoint_by(run_dir):
+    """The run's BEST_CHECKPOINT_BY from DIR/config.json; 'sample' (the original's choice) when not recorded."""
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return "sample"
+    return config.get("BEST_CHECKPOINT_BY", "sample") if isinstance(config, dict) else "sample"
+
+
+def training_curves(frame, best_by="sample"):
+    """Figure with two panels against step: meta-train reward (and meta-val AUROC − random); meta-train,
+    random-baseline and meta-val AUROC. Saved checkpoints are starred on the line that chose them
+    (``best_by``: run_selector.py's BEST_CHECKPOINT_BY)."""
     figure, (reward_axis, auroc_axis) = plt.subplots(1, 2, figsize=(11, 4))
     reward_axis.plot(frame["step"], frame["train_reward"], marker="o", label="meta-train reward")
+    for column, label in VALIDATION_DIFF_LINES:
+        if column in frame.columns:
+            reward_axis.plot(frame["step"], frame[column], marker=".", linestyle="--", label=label)
     reward_axis.axhline(0.0, color="grey", linewidth=0.8)
-    reward_axis.set(xlabel="step", ylabel="reward (AUROC − random AUROC)", title="meta-train reward")
-    auroc_axis.plot(frame["step"], frame["val_auroc"], marker="o", label="meta-val AUROC (MedSelect)")
+    reward_axis.set(xlabel="step", ylabel="AUROC − random AUROC", title="reward: gain over random selection")
+    auroc_axis.plot(frame["step"], frame["val_auroc"], marker="o", label="meta-val AUROC (MedSelect sample)")
     auroc_axis.plot(frame["step"], frame["train_auroc"], linestyle="--", label="meta-train AUROC (MedSelect)")
     auroc_axis.plot(frame["step"], frame["train_baseline_auroc"], linestyle=":", label="meta-train AUROC (random)")
-    if "saved" in frame.columns:
+    for column, label, style in VALIDATION_AUROC_LINES:
+        if column in frame.columns:
+            auroc_axis.plot(frame["step"], frame[column], marker="o", linestyle=style, label=label)
+    chosen_by = BEST_CHECKPOINT_COLUMN.get(best_by, "val_auroc")
+    if "saved" in frame.columns and chosen_by in frame.columns:
         saved = frame["saved"].fillna("").astype(str) != ""
-        auroc_axis.scatter(frame["step"][saved], frame["val_auroc"][saved], marker="*", s=120, color="black",
-                           zorder=3, label="checkpoint saved")
+        auroc_axis.scatter(frame["step"][saved], frame[chosen_by][saved], marker="*", s=120, color="black",
+                           zorder=3, label=f"checkpoint saved (best {best_by})")
     auroc_axis.set(xlabel="step", ylabel="query AUROC", title="AUROC")
     for axis in (reward_axis, auroc_axis):
         axis.grid(alpha=0.3)
