@@ -32,7 +32,7 @@ from models.predictor import MeanPredictor
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpoint, save_checkpoint,
                               selector_from_checkpoint)
-from utils.config import apply_overrides, default_config
+from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
@@ -52,8 +52,6 @@ METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc
                    "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint",
                    "val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random")
 VALIDATION_MODES = ("sample", "topk")  # the selection modes of meta-validation, from one BiLSTM pass per batch
-# BEST_CHECKPOINT_BY -> the metrics column whose best value picks the best checkpoint
-BEST_CHECKPOINT_COLUMN = {"sample": "val_auroc", "topk": "val_topk_auroc"}
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
 
 
@@ -271,7 +269,7 @@ class MetaTrainingRun:
         scores = {"val_auroc": sample_auroc, "val_random_auroc": random_auroc, "val_topk_auroc": topk_auroc,
                   "val_diff_vs_random": sample_auroc - random_auroc,
                   "val_topk_diff_vs_random": topk_auroc - random_auroc}
-        score = scores[BEST_CHECKPOINT_COLUMN[self.config["BEST_CHECKPOINT_BY"]]]
+        score = scores[BEST_CHECKPOINT_COLUMNS[self.config["BEST_CHECKPOINT_BY"]]]
         progress = self.progress
         # On stdout, led by the original's lines 'Meta-val average AUROC: %.4f' and 'saving new best network!'.
         self.log.info("Meta-val average AUROC: %.4f | %d tasks; topk %.4f, random %.4f; minus random: sample %+.4f, "

@@ -14,8 +14,8 @@ from utils.errors import UserError
 
 CONDITION_SETTINGS = ("NON_HOLD_OUT", "HOLD_OUT")  # the settings that name condition columns
 DERIVED = "ALL_COND"  # NON_HOLD_OUT + HOLD_OUT, never set on its own
-# BEST_CHECKPOINT_BY: the selection mode whose meta-val AUROC picks the best checkpoint
-BEST_CHECKPOINT_CHOICES = ("sample", "topk")
+# BEST_CHECKPOINT_BY: the selection mode whose meta-val AUROC picks the best checkpoint -> its metrics.csv column
+BEST_CHECKPOINT_COLUMNS = {"sample": "val_auroc", "topk": "val_topk_auroc"}
 
 
 def default_config():
@@ -109,8 +109,8 @@ def validate_config(config):
             f"{query_positives} positive(s) in the query set; it must hold both classes for its AUROC to exist")
     for name in ("NUM_META_TRAIN_TASKS", "NUM_META_TEST_TASKS", "NUM_EPOCHS", "BATCH_SIZE"):
         require(config[name] >= 1, f"{name} must be at least 1, got {config[name]}")
-    require(config["BEST_CHECKPOINT_BY"] in BEST_CHECKPOINT_CHOICES,
-            f"BEST_CHECKPOINT_BY must be one of {', '.join(BEST_CHECKPOINT_CHOICES)}, got "
+    require(config["BEST_CHECKPOINT_BY"] in BEST_CHECKPOINT_COLUMNS,
+            f"BEST_CHECKPOINT_BY must be one of {', '.join(BEST_CHECKPOINT_COLUMNS)}, got "
             f"{config['BEST_CHECKPOINT_BY']!r}")
     require(config["LEARNING_RATE"] > 0, f"LEARNING_RATE must be positive, got {config['LEARNING_RATE']}")
     # HOLD_OUT may be empty: a dataset with one condition has nothing to hold out.

@@ -7,8 +7,8 @@ reward and AUROC and the meta-val AUROC against the training step into DIR/train
 The meta-val AUROC is drawn for the selector's 'sample' and 'topk' modes and for K random X-rays on
 the same tasks (when metrics.csv has those columns: runs from before them show the sample line only).
 """
-import json
 import argparse
+import json
 import os
 
 import matplotlib
@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from utils.atomic import atomic_path  # noqa: E402
+from utils.config import BEST_CHECKPOINT_COLUMNS  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 METRICS_FILE = "metrics.csv"
@@ -30,7 +31,6 @@ VALIDATION_AUROC_LINES = (("val_topk_auroc", "meta-val AUROC (MedSelect topk)", 
 # ... and the differences to random beside the meta-train reward
 VALIDATION_DIFF_LINES = (("val_diff_vs_random", "meta-val AUROC − random (sample)"),
                          ("val_topk_diff_vs_random", "meta-val AUROC − random (topk)"))
-BEST_CHECKPOINT_COLUMN = {"sample": "val_auroc", "topk": "val_topk_auroc"}  # run_selector.py's BEST_CHECKPOINT_BY
 
 
 def get_args_parser():
@@ -72,10 +72,9 @@ def read_best_checkpoint_by(run_dir):
     """The run's BEST_CHECKPOINT_BY from DIR/config.json; 'sample' (the original's choice) when not recorded."""
     try:
         with open(os.path.join(run_dir, "config.json")) as f:
-            config = json.load(f).get("config", {})
-    except (OSError, ValueError, AttributeError):
+            return json.load(f)["config"].get("BEST_CHECKPOINT_BY", "sample")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no readable config.json: the original's run
         return "sample"
-    return config.get("BEST_CHECKPOINT_BY", "sample") if isinstance(config, dict) else "sample"
 
 
 def training_curves(frame, best_by="sample"):
@@ -95,7 +94,7 @@ def training_curves(frame, best_by="sample"):
     for column, label, style in VALIDATION_AUROC_LINES:
         if column in frame.columns:
             auroc_axis.plot(frame["step"], frame[column], marker="o", linestyle=style, label=label)
-    chosen_by = BEST_CHECKPOINT_COLUMN.get(best_by, "val_auroc")
+    chosen_by = BEST_CHECKPOINT_COLUMNS.get(best_by, "val_auroc")
     if "saved" in frame.columns and chosen_by in frame.columns:
         saved = frame["saved"].fillna("").astype(str) != ""
         auroc_axis.scatter(frame["step"][saved], frame[chosen_by][saved], marker="*", s=120, color="black",
