@@ -59,8 +59,8 @@ def test_training_curves_show_topk_and_random_beside_sample(tmp_path):
     for label, column in (("meta-val AUROC (MedSelect sample)", "val_auroc"),
                           ("meta-val AUROC (MedSelect topk)", "val_topk_auroc"),
                           ("meta-val AUROC (random)", "val_random_auroc"),
-                          ("meta-val AUROC − random (sample)", "val_diff_vs_random"),
-                          ("meta-val AUROC − random (topk)", "val_topk_diff_vs_random")):
+                          ("meta-val AUROC − random (MedSelect sample)", "val_diff_vs_random"),
+                          ("meta-val AUROC − random (MedSelect topk)", "val_topk_diff_vs_random")):
         np.testing.assert_allclose(lines[label], frame[["step", column]].to_numpy(), err_msg=label)
     # the checkpoints were chosen by the topk AUROC: their stars sit on that line
     np.testing.assert_allclose(auroc_axis.collections[0].get_offsets(),

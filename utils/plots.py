@@ -25,12 +25,14 @@ from utils.errors import UserError, run_cli  # noqa: E402
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "training_curves.png"
 CURVE_COLUMNS = ("step", "train_reward", "train_auroc", "train_baseline_auroc", "val_auroc")
-# meta-val columns drawn when present: (column, label, line style) on the AUROC panel ...
-VALIDATION_AUROC_LINES = (("val_topk_auroc", "meta-val AUROC (MedSelect topk)", "-"),
-                          ("val_random_auroc", "meta-val AUROC (random)", "-."))
+# One colour per selection, in both panels; meta-val lines are solid with markers, meta-train lines dashed.
+SAMPLE, TOPK, RANDOM = "tab:blue", "tab:red", "tab:grey"
+# meta-val columns drawn when present: (column, label, colour) on the AUROC panel ...
+VALIDATION_AUROC_LINES = (("val_topk_auroc", "meta-val AUROC (MedSelect topk)", TOPK),
+                          ("val_random_auroc", "meta-val AUROC (random)", RANDOM))
 # ... and the differences to random beside the meta-train reward
-VALIDATION_DIFF_LINES = (("val_diff_vs_random", "meta-val AUROC − random (sample)"),
-                         ("val_topk_diff_vs_random", "meta-val AUROC − random (topk)"))
+VALIDATION_DIFF_LINES = (("val_diff_vs_random", "meta-val AUROC − random (MedSelect sample)", SAMPLE),
+                         ("val_topk_diff_vs_random", "meta-val AUROC − random (MedSelect topk)", TOPK))
 
 
 def get_args_parser():
@@ -82,24 +84,28 @@ def training_curves(frame, best_by="sample"):
     random-baseline and meta-val AUROC. Saved checkpoints are starred on the line that chose them
     (``best_by``: run_selector.py's BEST_CHECKPOINT_BY)."""
     figure, (reward_axis, auroc_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    reward_axis.plot(frame["step"], frame["train_reward"], marker="o", label="meta-train reward")
-    for column, label in VALIDATION_DIFF_LINES:
+    reward_axis.plot(frame["step"], frame["train_reward"], color=SAMPLE, linestyle="--", marker=".",
+                     label="meta-train reward (MedSelect sample − random)")
+    for column, label, colour in VALIDATION_DIFF_LINES:
         if column in frame.columns:
-            reward_axis.plot(frame["step"], frame[column], marker=".", linestyle="--", label=label)
-    reward_axis.axhline(0.0, color="grey", linewidth=0.8)
-    reward_axis.set(xlabel="step", ylabel="AUROC − random AUROC", title="reward: gain over random selection")
-    auroc_axis.plot(frame["step"], frame["val_auroc"], marker="o", label="meta-val AUROC (MedSelect sample)")
-    auroc_axis.plot(frame["step"], frame["train_auroc"], linestyle="--", label="meta-train AUROC (MedSelect)")
-    auroc_axis.plot(frame["step"], frame["train_baseline_auroc"], linestyle=":", label="meta-train AUROC (random)")
-    for column, label, style in VALIDATION_AUROC_LINES:
+            reward_axis.plot(frame["step"], frame[column], color=colour, marker="o", label=label)
+    reward_axis.axhline(0.0, color="black", linewidth=0.8)
+    reward_axis.set(xlabel="step", ylabel="AUROC − random AUROC", title="gain over random selection")
+    auroc_axis.plot(frame["step"], frame["val_auroc"], color=SAMPLE, marker="o",
+                    label="meta-val AUROC (MedSelect sample)")
+    auroc_axis.plot(frame["step"], frame["train_auroc"], color=SAMPLE, linestyle="--",
+                    label="meta-train AUROC (MedSelect sample)")
+    auroc_axis.plot(frame["step"], frame["train_baseline_auroc"], color=RANDOM, linestyle="--",
+                    label="meta-train AUROC (random)")
+    for column, label, colour in VALIDATION_AUROC_LINES:
         if column in frame.columns:
-            auroc_axis.plot(frame["step"], frame[column], marker="o", linestyle=style, label=label)
+            auroc_axis.plot(frame["step"], frame[column], color=colour, marker="o", label=label)
     chosen_by = BEST_CHECKPOINT_COLUMNS.get(best_by, "val_auroc")
     if "saved" in frame.columns and chosen_by in frame.columns:
         saved = frame["saved"].fillna("").astype(str) != ""
         auroc_axis.scatter(frame["step"][saved], frame[chosen_by][saved], marker="*", s=120, color="black",
                            zorder=3, label=f"checkpoint saved (best {best_by})")
-    auroc_axis.set(xlabel="step", ylabel="query AUROC", title="AUROC")
+    auroc_axis.set(xlabel="step", ylabel="query AUROC", title="query AUROC")
     for axis in (reward_axis, auroc_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
