@@ -92,8 +92,8 @@ def test_new_columns_are_evaluate_pys_numbers_and_a_plain_loops(run):
         table, sampler, task_set = validation_tasks(run, config)
         selector = selector_from_checkpoint(checkpoint, table.selector_input_size, str(path)).eval()
         outcome = evaluate.evaluate_methods(["medselect-topk", "random"], {"seen": task_set}, table,
-                                            {"medselect-topk": selector}, config["K"], config["BATCH_SIZE"],
-                                            "sample", SEED, torch.device("cpu"))
+                                            {"medselect-topk": selector}, [config["K"]], config["BATCH_SIZE"],
+                                            "sample", SEED, torch.device("cpu"))[config["K"]]
         evaluated = {m: outcome["auroc"]["seen"][m].mean() for m in ("medselect-topk", "random")}
         loop_topk, loop_random = plain_loop_aurocs(run, selector, sampler, config)
         assert float(row["val_topk_auroc"]) == pytest.approx(evaluated["medselect-topk"], abs=1e-9), path
