@@ -79,7 +79,7 @@ def trained(tmp_path_factory, one_thread):
 def held_out_auroc(run, selector, mode):
     """Per-task query AUROC (numpy) on the held-out conditions, the same draws for every selector."""
     return evaluate_selector(selector, run["predictor"], run["table"], run["tasks"], K, EVALUATION_TASKS,
-                             torch.Generator().manual_seed(3), mode)
+                             torch.Generator().manual_seed(3), modes=(mode,))[mode]
 
 
 @pytest.mark.parametrize("mode", ["sample", "topk"])
