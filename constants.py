@@ -1,4 +1,4 @@
-"""MedSelect hyperparameters (SPEC §4).
+"""MedSelect hyperparameters (the paper's hyperparameters; docs/training.md#settings).
 
 Edit this file to change the method for every run, or override a value for one
 run with ``--set NAME=VALUE`` on the command line (same names, type-checked).

@@ -1,4 +1,4 @@
-"""One REINFORCE step, and scoring a selection on a batch of tasks (SPEC §7-§8).
+"""One REINFORCE step, and scoring a selection on a batch of tasks (the paper's Methods: predictor, reward and REINFORCE; docs/training.md#what-it-does).
 
 Everything here is batched over tasks and runs on the device of the XrayTable:
 gathering embeddings, sampling, the classifier and the AUROC. No Python loop

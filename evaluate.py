@@ -1,4 +1,4 @@
-"""Meta-test: MedSelect against baseline selections on the same tasks (SPEC §9).
+"""Meta-test: MedSelect against baseline selections on the same tasks (the paper's Experiments; docs/evaluation.md).
 
     python3 evaluate.py --checkpoint CKPT --test_pos_csv P --test_norm_csv P --out DIR
 

@@ -1,4 +1,4 @@
-"""Meta-train the MedSelect selector with REINFORCE (SPEC §8).
+"""Meta-train the MedSelect selector with REINFORCE (the paper's Methods: meta-training; docs/training.md).
 
     python3 run_selector.py --train_pos_csv P --train_norm_csv P --val_pos_csv P --val_norm_csv P --out DIR
 

@@ -38,12 +38,12 @@ def get_args_parser():
                         help="medselect (the trained selector) or a label-free baseline")
     parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULT_SELECTION,
                         help="sample: K distinct X-rays drawn from the selector's softmax with --seed (what "
-                             "training optimises; see README); topk: the K highest selector scores (medselect only)")
+                             "training optimises; docs/evaluation.md compares the modes); topk: the K highest selector scores (medselect only)")
     parser.add_argument("--exclude", default=None, metavar="CSV",
                         help="CSV of X-rays already labelled (matched on Path), never chosen again")
     parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,
                         help="pool larger than the selector's training pool: chunks of the trained size with "
-                             "proportional picks, or one sequence over the whole pool (see README)")
+                             "proportional picks, or one sequence over the whole pool (docs/own_xrays.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="change a value of the checkpoint's configuration (constants.py's for the original's "
                              "checkpoints, which record none), e.g. --set USE_ASL=True for an original checkpoint "

@@ -1,4 +1,4 @@
-"""Age, Sex and Laterality features appended to the selector's input when USE_ASL is on (SPEC §3)."""
+"""Age, Sex and Laterality features appended to the selector's input when USE_ASL is on (the paper's Age, Sex and Laterality variant; docs/training.md#settings)."""
 import numpy as np
 import pandas as pd
 

@@ -1,4 +1,4 @@
-"""Reading a CSV of X-rays and the HDF5 of embeddings beside it (SPEC §3), with clear errors.
+"""Reading a CSV of X-rays and the HDF5 of embeddings beside it (docs/embedding.md#output: row i of the HDF5 is CSV row i), with clear errors.
 
 Row i of the HDF5 dataset ``dataset`` is the embedding of CSV row i; nothing here
 reorders, skips or drops a row.

@@ -1,4 +1,4 @@
-"""Reading chest X-ray images and preparing them for the encoder exactly as SPEC §10 says.
+"""Reading chest X-ray images and preparing them for the encoder exactly as MoCo-CXR's evaluation does (docs/embedding.md#preprocessing-and-encoder).
 
 The preprocessing is that of MoCo-CXR: convert to RGB, resize so the shorter
 side is 320 (bilinear, keeping the aspect ratio), centre-crop 320 x 320, scale

@@ -1,4 +1,4 @@
-"""CheXpert's coding of a finding, and MedSelect's reading of it (SPEC §3)."""
+"""CheXpert's coding of a finding, and MedSelect's reading of it (the paper's reading: uncertain counts as positive; docs/embedding.md)."""
 import numpy as np
 import pandas as pd
 

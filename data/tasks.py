@@ -1,4 +1,4 @@
-"""Drawing MedSelect tasks (SPEC §5): a pool and a disjoint query set for one condition.
+"""Drawing MedSelect tasks (the paper's Methods: task construction; docs/evaluation.md#tasks-and-methods): a pool and a disjoint query set for one condition.
 
 Task i of a task set is a pure function of (seed, stream, i): its random numbers
 come from ``numpy.random.default_rng((seed, stream, i))``, so meta-validation

@@ -1,6 +1,6 @@
 """Classifying the rest of a pool from the X-rays a radiologist labelled, and checking it against ground truth.
 
-The classifier is MedSelect's (SPEC §7), the very module used in training:
+The classifier is MedSelect's (the paper's predictor), the very module used in training:
 ``score(x) = mean cos(x, labelled positives) - mean cos(x, labelled negatives)``
 on the image embeddings (never the Age/Sex/Laterality features).
 """
@@ -25,7 +25,7 @@ QUERY_ROWS_PER_STEP = 8192  # X-rays scored at once, to bound memory on large po
 BOOTSTRAP_RESAMPLES = 1000
 CONFIDENCE = 0.95
 BOOTSTRAP_VALUES_PER_STEP = 1 << 22  # resampled scores ranked at once, to bound memory
-# Ground truth follows CheXpert: 1 positive, -1 uncertain counts as positive (SPEC §3), 0 or blank negative.
+# Ground truth follows CheXpert: 1 positive, -1 uncertain counts as positive (as in the paper), 0 or blank negative.
 GROUND_TRUTH_POSITIVE, GROUND_TRUTH_NEGATIVE = POSITIVE_VALUES, (NEGATIVE,)
 
 

@@ -1,6 +1,6 @@
 """A user's own X-rays: the pool CSV, the HDF5 of embeddings beside it, and X-rays named by ``Path``.
 
-Row i of the pool's HDF5 is the embedding of CSV row i (SPEC §3); X-rays in
+Row i of the pool's HDF5 is the embedding of CSV row i (docs/embedding.md#output); X-rays in
 other files (already labelled, to exclude, ground truth) are matched to pool
 rows by their ``Path`` string, exactly as written.
 """

@@ -1,7 +1,7 @@
 """Choosing which K of a user's X-rays a radiologist should label: the trained selector, or a baseline.
 
 The selector was meta-trained on pools of ``UNLABELED_POOL_SIZE`` X-rays, each
-read as one shuffled sequence (SPEC §5-§6). A user's pool may hold any number
+read as one shuffled sequence (the paper's Methods; docs/own_xrays.md). A user's pool may hold any number
 of X-rays. It is read in a random order drawn from the seed (a CSV is often
 sorted by patient or date, which training never showed the BiLSTM), and a pool
 larger than the trained size is handled by one of two strategies:
@@ -11,7 +11,7 @@ larger than the trained size is handled by one of two strategies:
 * ``whole``: the BiLSTM reads the whole pool as one sequence.
 
 ``DEFAULT_LARGE_POOL`` was chosen by measuring both on held-out tasks
-(bench/large_pool_strategy.py; numbers in the README).
+(bench/large_pool_strategy.py; numbers in docs/own_xrays.md).
 """
 import logging
 import math
@@ -33,9 +33,9 @@ log = logging.getLogger("medselect")
 MEDSELECT = "medselect"  # the trained selector; every other method is a baseline of models/baselines.py
 METHODS = (MEDSELECT, *BASELINE_METHODS)
 SELECTIONS = ("sample", "topk")  # K distinct draws from the selector's softmax, or the K highest scores
-DEFAULT_SELECTION = "sample"  # what training optimises, and better than topk on held-out tasks (README)
+DEFAULT_SELECTION = "sample"  # what training optimises; which mode wins depends on the data (docs/evaluation.md)
 LARGE_POOL_STRATEGIES = ("chunks", "whole")
-DEFAULT_LARGE_POOL = "chunks"  # better on held-out tasks: see the README's "Using MedSelect on your own X-rays"
+DEFAULT_LARGE_POOL = "chunks"  # better on held-out tasks (docs/own_xrays.md)
 SCORE_COLUMN, RANK_COLUMN = "score", "rank"  # added to the chosen rows
 CHUNKS_PER_FORWARD = 64  # chunks read by the BiLSTM in one batch, to bound memory on large pools
 

@@ -1,4 +1,4 @@
-"""The MedSelect selector: a bidirectional LSTM that scores every X-ray of a pool (SPEC §6)."""
+"""The MedSelect selector: a bidirectional LSTM that scores every X-ray of a pool (the paper's Methods: selector)."""
 import torch
 import torch.nn as nn
 

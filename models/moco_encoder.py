@@ -1,4 +1,4 @@
-"""The MoCo-CXR query encoder without its head: the image embedding of SPEC §10.
+"""The MoCo-CXR query encoder without its head: the image embedding the paper uses (docs/embedding.md).
 
 A MoCo checkpoint (facebookresearch/moco as modified by MoCo-CXR) is a
 ``torch.save`` dict whose ``state_dict`` holds the query encoder

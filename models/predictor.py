@@ -1,4 +1,4 @@
-"""The non-parametric classifier built from the K labelled X-rays (SPEC §7)."""
+"""The non-parametric classifier built from the K labelled X-rays (the paper's Methods: predictor)."""
 import logging
 
 import torch

@@ -34,7 +34,7 @@ def assert_one_line_error(code, err, *fragments):
 
 
 def numpy_cosine_scores(labelled, labels, query):
-    """SPEC §7, one X-ray at a time: mean cosine to the positives minus mean cosine to the negatives."""
+    """The paper's predictor, one X-ray at a time: mean cosine to the positives minus mean cosine to the negatives."""
     scores = []
     for x in query.astype(np.float64):
         cosines = [x @ s / (np.linalg.norm(x) * np.linalg.norm(s)) for s in labelled.astype(np.float64)]

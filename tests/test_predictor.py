@@ -8,7 +8,7 @@ from models.predictor import MeanPredictor
 
 
 def loop_scores(selected, labels, query, mode):
-    """The definition of SPEC §7, one task and one query X-ray at a time."""
+    """The paper's predictor (Methods), one task and one query X-ray at a time."""
     batch, num_query = query.shape[0], query.shape[1]
     out = np.zeros((batch, num_query))
     for b in range(batch):

@@ -1,4 +1,4 @@
-"""Choosing K X-rays from a pool: the selector's multinomial draw and the random baseline (SPEC §7)."""
+"""Choosing K X-rays from a pool: the selector's multinomial draw and the random baseline (the paper's Methods: selector; docs/evaluation.md#tasks-and-methods)."""
 import torch
 
 

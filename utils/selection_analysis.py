@@ -1,4 +1,4 @@
-"""What two methods select, compared as in the paper (SPEC §9): distances among the selected
+"""What two methods select, compared as in the paper (the paper's analysis of selections; docs/evaluation.md#statistics-and-analysis): distances among the selected
 embeddings, the fraction of positives, and the age, sex and view of the selected X-rays.
 
 Each quantity is a sample of values pooled over tasks; two methods' samples are compared by
