@@ -13,9 +13,9 @@ import logging
 from medselect.classification import BOOTSTRAP_RESAMPLES, classify, ground_truth_auroc
 from medselect.output import check_output_path, write_csv
 from utils.errors import UserError, run_cli
-from utils.logs import setup_logging
+from utils.logs import LOGGER_NAME, setup_logging
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 
 def get_args_parser():

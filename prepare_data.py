@@ -34,7 +34,7 @@ from data.tasks import TaskShape
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import CONDITION_SETTINGS, apply_overrides, default_config, overridden_names
 from utils.errors import UserError, run_cli
-from utils.logs import setup_logging
+from utils.logs import LOGGER_NAME, setup_logging
 
 SPLITS = ("train", "val", "test")
 KINDS = ("pos", "norm")
@@ -42,7 +42,7 @@ DEFAULT_VAL_FRAC = DEFAULT_TEST_FRAC = 0.1
 PATIENT_PATTERN = re.compile(r"(patient\d+)")  # CheXpert paths: .../train/patient00001/study1/view1_frontal.jpg
 EXAMPLES_SHOWN = 3
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 
 def get_args_parser():

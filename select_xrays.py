@@ -13,9 +13,9 @@ from medselect.output import check_output_path, write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
 from utils.errors import run_cli
-from utils.logs import setup_logging
+from utils.logs import LOGGER_NAME, setup_logging
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 
 def get_args_parser():

@@ -35,7 +35,7 @@ from models.encoders import DEFAULT_ENCODER, ENCODERS, file_sha256, load_encoder
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
 from models.moco_encoder import ARCHITECTURES
 from utils.errors import UserError, run_cli
-from utils.logs import setup_logging
+from utils.logs import LOGGER_NAME, setup_logging
 from utils.run_lock import RunLock
 
 PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
@@ -53,7 +53,7 @@ ENCODER_OPTIONS = {"checkpoint_path": ("-c/--checkpoint_path", ("moco",)), "arch
 REQUIRED_OPTIONS = {"moco": ("checkpoint_path",), "torchxrayvision": ("weights",), "timm": ("model", "weights")}
 UNIFORM_LINES = 20  # X-rays that decode to one flat value named one by one in the log; then only counted
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 
 def get_args_parser():
@@ -144,7 +144,7 @@ def embed_csv(args, ranks, on_exit):
     if ranks.rank == 0:
         setup_logging()
     else:
-        logging.getLogger("medselect").setLevel(logging.WARNING)
+        logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)
     check_options(args)
     device = ranks.device
     frame = read_csv(args.data, required_columns=["Path"])

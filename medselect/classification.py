@@ -15,10 +15,11 @@ from data.labels import NEGATIVE, POSITIVE_VALUES
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.predictor import MeanPredictor
 from utils.errors import UserError
+from utils.logs import LOGGER_NAME
 from utils.metrics import batched_auroc
 from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 SCORE_COLUMN = "score"  # added to the classified rows: higher = more likely positive
 QUERY_ROWS_PER_STEP = 8192  # X-rays scored at once, to bound memory on large pools

@@ -26,9 +26,10 @@ from models.baselines import BASELINE_METHODS, select_baseline
 from utils.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
+from utils.logs import LOGGER_NAME
 from utils.seeding import SELECT_XRAYS, torch_generator
 
-log = logging.getLogger("medselect")
+log = logging.getLogger(LOGGER_NAME)
 
 MEDSELECT = "medselect"  # the trained selector; every other method is a baseline of models/baselines.py
 METHODS = (MEDSELECT, *BASELINE_METHODS)

@@ -5,7 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-log = logging.getLogger("medselect")
+from utils.logs import LOGGER_NAME
+
+log = logging.getLogger(LOGGER_NAME)
 
 
 class MeanPredictor(nn.Module):

@@ -18,6 +18,7 @@ from tests.evaluate_helpers import SETTINGS, positive_favouring_selector, write_
 from tests.medselect_helpers import DIM, memoryless_selector, numpy_logits, write_pool
 from utils.checkpoint import load_checkpoint
 from utils.config import apply_overrides, default_config
+from utils.logs import LOGGER_NAME
 
 
 def data_parallel_state(selector):
@@ -45,7 +46,7 @@ def pool(tmp_path):
 def test_data_parallel_checkpoint_loads_without_the_prefix_and_says_so_once(tmp_path, caplog):
     selector = memoryless_selector(DIM)
     path = save_original(tmp_path / "model_epoch5_iter150", data_parallel_state(selector))
-    with caplog.at_level(logging.INFO, logger="medselect"):
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
         checkpoint = load_checkpoint(path)
     state = checkpoint["model_state_dict"]
     assert set(state) == set(selector.state_dict())

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models.predictor import MeanPredictor
+from utils.logs import LOGGER_NAME
 
 
 def loop_scores(selected, labels, query, mode):
@@ -45,7 +46,7 @@ def test_empty_class_warns_once(caplog):
     predictor = MeanPredictor()
     selected, query = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
     no_positive = torch.zeros(2, 3, dtype=torch.long)
-    with caplog.at_level(logging.WARNING, logger="medselect"):
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         predictor(selected, no_positive, query)
         predictor(selected, no_positive, query)
     assert len([r for r in caplog.records if "no selected positive" in r.message]) == 1
