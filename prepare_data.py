@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from data.asl import LATERALITY_COLUMNS
+from data.asl import FRONTAL, laterality_column
 from data.conditions import NO_FINDING, set_line
 from data.csv_hdf5 import hdf5_path_for
 from data.datasets import FORMATS, read_dataset
@@ -241,10 +241,10 @@ def check_output_folder(out, outputs, overwrite):
 
 
 def frontal_rows(frame):
-    laterality = next((c for c in LATERALITY_COLUMNS if c in frame.columns), None)
+    laterality = laterality_column(frame)
     if laterality is None:
         raise UserError("--frontal_only needs the column 'Frontal/Lateral'")
-    return frame[frame[laterality] == "Frontal"]
+    return frame[frame[laterality] == FRONTAL]
 
 
 def images_found(frame, root, hint, drop):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import constants
-from data.asl import ASL_SIZE, asl_features
+from data.asl import ASL_SIZE, append_asl, asl_features
 from data.conditions import require_condition_columns
 from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
 from data.embedding_origin import EmbeddingOrigin, check_same_encoder, known_origin, origin_from_attributes
@@ -57,7 +57,7 @@ class XrayTable:
         return self
 
     def selector_input(self, rows, reuse_buffer=False):
-        """rows (B, P) -> (B, P, D [+3]): what the selector reads; ASL appended when in use.
+        """rows (B, P) -> (B, P, D [+3]): what the selector reads; ASL appended when in use (data.asl.append_asl).
 
         With ``reuse_buffer`` the result is written into a buffer kept by the table
         and overwritten by the next such call: on a CPU, gathering a training batch
@@ -78,8 +78,7 @@ class XrayTable:
         if self.asl is None:
             torch.index_select(self.embeddings, 0, flat_rows, out=out)
         else:
-            out[:, :self.embedding_size] = self.embeddings.index_select(0, flat_rows)
-            out[:, self.embedding_size:] = self.asl.index_select(0, flat_rows)
+            append_asl(self.embeddings.index_select(0, flat_rows), self.asl.index_select(0, flat_rows), out)
         return out.view(batch, pool, self.selector_input_size)
 
     def classifier_input(self, rows):

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from data.asl import asl_features
+from data.asl import ASL_SIZE, append_asl, asl_features
 from data.embedding_origin import check_same_encoder
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
@@ -124,7 +124,9 @@ def selector_inputs(pool, use_asl):
     """(rows, D) embeddings, with Sex, Age and Frontal/Lateral appended for a selector trained with USE_ASL."""
     if not use_asl:
         return pool.embeddings
-    return np.concatenate([pool.embeddings, asl_features(pool.frame, pool.csv_path)], axis=1)
+    rows, dim = pool.embeddings.shape
+    return append_asl(pool.embeddings, asl_features(pool.frame, pool.csv_path),
+                      np.empty((rows, dim + ASL_SIZE), dtype=np.float32))
 
 
 @torch.no_grad()

@@ -1,8 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from data.asl import asl_features
+from data.asl import append_asl, asl_features
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 
@@ -29,6 +30,19 @@ def test_asl_missing_columns_and_bad_age():
     frame = pd.DataFrame({"Sex": ["Male", "Female"], "Age": [50, None], "Frontal/Lateral": ["Frontal"] * 2})
     with pytest.raises(UserError, match="row 1"):
         asl_features(frame, "x.csv")
+
+
+def test_append_asl_puts_the_embedding_then_sex_age_view_for_numpy_and_torch():
+    frame = pd.DataFrame({"Sex": ["Female", "Male", "Female"], "Age": [30, 81, 55],
+                          "Frontal/Lateral": ["Lateral", "Frontal", "Frontal"]})
+    embeddings = np.arange(12, dtype=np.float32).reshape(3, 4)
+    expected = np.column_stack([embeddings, frame["Sex"] == "Female", (frame["Age"] - 60.33) / 17.92,
+                                frame["Frontal/Lateral"] == "Frontal"])
+    got = append_asl(embeddings, asl_features(frame, "x.csv"), np.empty((3, 7), dtype=np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    as_torch = append_asl(torch.from_numpy(embeddings), torch.from_numpy(asl_features(frame, "x.csv")),
+                          torch.empty(3, 7))
+    np.testing.assert_array_equal(as_torch.numpy(), got)
 
 
 def test_defaults_are_the_spec():

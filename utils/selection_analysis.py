@@ -5,12 +5,11 @@ Each quantity is a sample of values pooled over tasks; two methods' samples are 
 their 1-Wasserstein distance (scipy.stats.wasserstein_distance).
 """
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy.stats import wasserstein_distance
 
-from data.asl import LATERALITY_COLUMNS
+from data.asl import ages, female, frontal, laterality_column
 from data.csv_hdf5 import read_csv
 
 DISTANCE_METRICS = ("L1", "L2", "Linf", "cosine")
@@ -36,14 +35,12 @@ def read_demographics(positive_csv, normal_csv):
     frames = [read_csv(positive_csv), read_csv(normal_csv)]
     features = {}
     if all("Age" in f.columns for f in frames):
-        features["age"] = np.concatenate([pd.to_numeric(f["Age"], errors="coerce").to_numpy(np.float64)
-                                          for f in frames])
+        features["age"] = np.concatenate([ages(f) for f in frames])
     if all("Sex" in f.columns for f in frames):
-        features["female"] = np.concatenate([(f["Sex"] == "Female").to_numpy(np.float64) for f in frames])
-    laterality = [next((c for c in LATERALITY_COLUMNS if c in f.columns), None) for f in frames]
+        features["female"] = np.concatenate([female(f) for f in frames])
+    laterality = [laterality_column(f) for f in frames]
     if all(laterality):
-        features["frontal"] = np.concatenate([(f[c] == "Frontal").to_numpy(np.float64)
-                                              for f, c in zip(frames, laterality)])
+        features["frontal"] = np.concatenate([frontal(f, c) for f, c in zip(frames, laterality)])
     return features
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from data.asl import FRONTAL
 from utils.errors import UserError
 
-FRONTAL, LATERAL = "Frontal", "Lateral"  # CheXpert's values of 'Frontal/Lateral'
+LATERAL = "Lateral"  # CheXpert's other value of 'Frontal/Lateral' (data.asl.FRONTAL is the first)
 # View positions (DICOM's ViewPosition, NIH's 'View Position'), case-insensitive; any other is left blank.
 VIEW_OF_POSITION = {"PA": FRONTAL, "AP": FRONTAL, "LL": LATERAL, "RL": LATERAL, "LATERAL": LATERAL,
                     "XTABLE LATERAL": LATERAL}
