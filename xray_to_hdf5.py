@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from data.csv_hdf5 import HDF5_DATASET, hdf5_path_for, plain_attribute, read_csv
 from data.images import DECODERS, XrayImages, check_images, collate_items, image_paths
-from models.encoders import DEFAULT_ENCODER, ENCODERS, file_sha256, load_encoder
+from models.encoders import DEFAULT_ENCODER, ENCODERS, load_encoder
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
 from models.moco_encoder import ARCHITECTURES
 from utils.errors import UserError, run_cli
+from utils.hashing import file_sha256
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.run_lock import RunLock
 

@@ -8,11 +8,11 @@ for 200,000 x 512 embeddings, where hashing the whole 410 MB file takes 1.6 s).
 Files compare by content, not by path, so a data folder that was moved or
 copied still resumes.
 """
-import hashlib
 import os
 
 from data.csv_hdf5 import embedding_shape, hdf5_fingerprint, hdf5_path_for
 from utils.errors import UserError
+from utils.hashing import file_sha256
 
 
 def record_inputs(csv_paths):
@@ -24,7 +24,7 @@ def record_inputs(csv_paths):
     for argument, csv_path in csv_paths.items():
         hdf5 = hdf5_path_for(csv_path)
         record[argument] = {"csv": os.path.abspath(csv_path), "csv_rows": embedding_shape(hdf5)[0],
-                            "csv_sha256": _file_sha256(csv_path), "hdf5": os.path.abspath(hdf5),
+                            "csv_sha256": file_sha256(csv_path), "hdf5": os.path.abspath(hdf5),
                             "hdf5_fingerprint": hdf5_fingerprint(hdf5)}
     return record
 
@@ -54,8 +54,3 @@ def check_same_inputs(recorded, current, checkpoint_path):
         if then["csv"] != now["csv"] or then["hdf5"] != now["hdf5"]:
             notes.append(f"{flag}: {now['csv']} has the same content as {then['csv']}, which the run was trained on")
     return notes
-
-
-def _file_sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

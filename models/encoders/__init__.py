@@ -13,7 +13,6 @@ shared by all encoders in xray_to_hdf5.py.
 torchxrayvision and timm are optional: they are imported only when chosen,
 and a missing one is named with the command that installs it.
 """
-import hashlib
 import importlib
 from dataclasses import dataclass, field
 
@@ -26,7 +25,6 @@ ENCODERS = ("moco", "torchxrayvision", "timm")
 DEFAULT_ENCODER = "moco"
 # Optional libraries: import name -> pinned requirement, as in requirements-encoders.txt.
 OPTIONAL_LIBRARIES = {"torchxrayvision": "torchxrayvision==1.5.7", "timm": "timm==1.0.31"}
-HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a weights file
 
 
 @dataclass
@@ -66,12 +64,3 @@ def import_optional(library):
     except ImportError:
         raise UserError(f"--encoder {library} needs the {library} package, which is not installed: "
                         f"pip install {OPTIONAL_LIBRARIES[library]}") from None
-
-
-def file_sha256(path):
-    """SHA-256 of a whole file, read in chunks: identifies the weights in the HDF5 attributes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
