@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from data.embedding_origin import check_same_encoder, known_origin, origin_from_attributes
 from utils.errors import UserError
 
 HDF5_DATASET = "dataset"
@@ -30,9 +31,14 @@ def read_csv(csv_path, required_columns=("Path",), header_only=False):
         frame = pd.read_csv(csv_path, low_memory=False, nrows=0 if header_only else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
         raise UserError(f"{csv_path}: cannot read CSV ({str(err).strip().splitlines()[0]})") from None
-    missing = [c for c in required_columns if c not in frame.columns]
+    return require_columns(frame, required_columns, csv_path)
+
+
+def require_columns(frame, columns, source):
+    """``frame``, refusing in one line (naming ``source``) one that lacks any of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise UserError(f"{csv_path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+        raise UserError(f"{source}: missing column(s) {', '.join(repr(c) for c in missing)}; "
                         f"found {', '.join(repr(c) for c in frame.columns)}")
     return frame
 
@@ -81,6 +87,27 @@ def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
                 bad_row = start + int(np.argmin(finite))
                 raise UserError(f"{hdf5_path}: embedding of row {bad_row} (CSV {csv_path} row {bad_row}) "
                                 "contains NaN or infinity")
+
+
+def read_embeddings_beside(csv_paths, row_counts):
+    """The embeddings of several CSVs stacked in one (sum of rows, D) float32 array, and their EmbeddingOrigin.
+
+    Each CSV's embeddings come from the HDF5 beside it, which must hold one row per CSV row
+    (``row_counts``); D is the first file's. Files made by different encoders are refused before any
+    embedding is read. Each file is read straight into its slice of the result (no intermediate copy).
+    """
+    hdf5_paths = [hdf5_path_for(p) for p in csv_paths]
+    _, dim = embedding_shape(hdf5_paths[0])
+    origins = [origin_from_attributes(read_attributes(h), h) for h in hdf5_paths]
+    first = known_origin(*origins)
+    for origin in origins:
+        check_same_encoder(first, origin)
+    embeddings = np.empty((sum(row_counts), dim), dtype=np.float32)  # (sum of rows, D)
+    start = 0
+    for csv_path, hdf5_path, rows in zip(csv_paths, hdf5_paths, row_counts):
+        read_embeddings_into(hdf5_path, embeddings[start:start + rows], rows, csv_path)
+        start += rows
+    return embeddings, first
 
 
 def _not_embeddings(node):

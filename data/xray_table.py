@@ -12,8 +12,8 @@ import torch
 import constants
 from data.asl import ASL_SIZE, append_asl, asl_features
 from data.conditions import require_condition_columns
-from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
-from data.embedding_origin import EmbeddingOrigin, check_same_encoder, known_origin, origin_from_attributes
+from data.csv_hdf5 import read_csv, read_embeddings_beside
+from data.embedding_origin import EmbeddingOrigin
 from data.labels import POSITIVE_VALUES, UNCERTAIN, numeric_labels
 
 
@@ -95,16 +95,8 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False, hold_ou
     require_condition_columns(positive_frame, conditions, positive_csv, hold_out)
     positive_frame = numeric_labels(positive_frame, conditions, positive_csv)
     normal_frame = read_csv(normal_csv)
-    positive_hdf5, normal_hdf5 = hdf5_path_for(positive_csv), hdf5_path_for(normal_csv)
-    _, dim = embedding_shape(positive_hdf5)
-    positive_origin = origin_from_attributes(read_attributes(positive_hdf5), positive_hdf5)
-    normal_origin = origin_from_attributes(read_attributes(normal_hdf5), normal_hdf5)
-    check_same_encoder(positive_origin, normal_origin)
     num_positive, num_normal = len(positive_frame), len(normal_frame)
-
-    embeddings = np.empty((num_positive + num_normal, dim), dtype=np.float32)
-    read_embeddings_into(positive_hdf5, embeddings[:num_positive], num_positive, positive_csv)
-    read_embeddings_into(normal_hdf5, embeddings[num_positive:], num_normal, normal_csv)
+    embeddings, origin = read_embeddings_beside([positive_csv, normal_csv], [num_positive, num_normal])
 
     asl = None
     if use_asl:
@@ -120,4 +112,4 @@ def load_xray_table(positive_csv, normal_csv, conditions, use_asl=False, hold_ou
                      uncertain_counts=uncertain_counts,
                      num_positive_csv_rows=num_positive, num_normal_rows=num_normal,
                      positive_csv=positive_csv, normal_csv=normal_csv, columns=tuple(positive_frame.columns),
-                     origin=known_origin(positive_origin, normal_origin))
+                     origin=origin)

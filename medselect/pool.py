@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.csv_hdf5 import embedding_shape, hdf5_path_for, read_attributes, read_csv, read_embeddings_into
-from data.embedding_origin import EmbeddingOrigin, origin_from_attributes
+from data.csv_hdf5 import hdf5_path_for, read_csv, read_embeddings_beside, require_columns
+from data.embedding_origin import EmbeddingOrigin
 from utils.errors import UserError
 
 PATH_COLUMN = "Path"
@@ -50,21 +50,14 @@ def load_pool(csv_path):
     if frame.empty:
         raise UserError(f"{csv_path}: the pool holds no X-rays (no rows)")
     frame = check_paths(frame, csv_path)
-    _, dim = embedding_shape(hdf5_path)
-    embeddings = np.empty((len(frame), dim), dtype=np.float32)
-    read_embeddings_into(hdf5_path, embeddings, len(frame), csv_path)
-    return Pool(csv_path=csv_path, frame=frame, embeddings=embeddings,
-                origin=origin_from_attributes(read_attributes(hdf5_path), hdf5_path))
+    embeddings, origin = read_embeddings_beside([csv_path], [len(frame)])
+    return Pool(csv_path=csv_path, frame=frame, embeddings=embeddings, origin=origin)
 
 
 def read_table(source, name, required_columns=(PATH_COLUMN,), unique=True):
     """(frame, name for messages) from a CSV path or a DataFrame, with its Paths checked."""
     if isinstance(source, pd.DataFrame):
-        missing = [c for c in required_columns if c not in source.columns]
-        if missing:
-            raise UserError(f"{name}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-                            f"found {', '.join(repr(c) for c in source.columns)}")
-        frame = source
+        frame = require_columns(source, required_columns, name)
     else:
         frame, name = read_csv(os.fspath(source), required_columns=list(required_columns)), os.fspath(source)
     return check_paths(frame, name, unique), name
