@@ -128,6 +128,7 @@ def get_args_parser():
                              "(comma-separated, e.g. 0.5,0.2,0.1; the query set keeps QUERY_POS_FRAC), and draw "
                              "prevalence_curve.png; default: the configuration's UNLABELED_POS_FRAC only")
     parser.add_argument("--batch_size", type=int, default=None, help="tasks per batch; default: BATCH_SIZE")
+    # Resamples of tasks; classify_xrays.py's bootstrap of X-rays defaults to 1000 (medselect/classification.py).
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--analysis", action="store_true",
                         help="also compare what the first trained MedSelect variant of --methods and kmedoids "

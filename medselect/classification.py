@@ -18,13 +18,13 @@ from utils.errors import UserError
 from utils.logs import LOGGER_NAME
 from utils.metrics import batched_auroc
 from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
+from utils.stats import CONFIDENCE, bootstrap_indices, percentile_interval
 
 log = logging.getLogger(LOGGER_NAME)
 
 SCORE_COLUMN = "score"  # added to the classified rows: higher = more likely positive
 QUERY_ROWS_PER_STEP = 8192  # X-rays scored at once, to bound memory on large pools
-BOOTSTRAP_RESAMPLES = 1000
-CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 1000  # classify_xrays.py --bootstrap (of X-rays); evaluate.py --bootstrap (of tasks) is 10000
 BOOTSTRAP_VALUES_PER_STEP = 1 << 22  # resampled scores ranked at once, to bound memory
 # Ground truth follows CheXpert: 1 positive, -1 uncertain counts as positive (as in the paper), 0 or blank negative.
 GROUND_TRUTH_POSITIVE, GROUND_TRUTH_NEGATIVE = POSITIVE_VALUES, (NEGATIVE,)
@@ -162,12 +162,6 @@ def bootstrap_interval(labels, scores, resamples, confidence, rng):
     """Percentile bootstrap CI of the AUROC over X-rays drawn with replacement; one-class resamples skipped."""
     count = len(labels)
     per_step = max(1, BOOTSTRAP_VALUES_PER_STEP // count)
-    values = []
-    for start in range(0, resamples, per_step):
-        rows = rng.integers(count, size=(min(per_step, resamples - start), count))  # (b, n)
-        values.append(batched_auroc(torch.from_numpy(labels[rows]), torch.from_numpy(scores[rows])).numpy())
-    values = np.concatenate(values)
-    values = values[np.isfinite(values)]
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(values, [tail, 1 - tail])
-    return float(low), float(high)
+    values = np.concatenate([batched_auroc(torch.from_numpy(labels[rows]), torch.from_numpy(scores[rows])).numpy()
+                             for rows in bootstrap_indices(count, resamples, rng, chunk_rows=per_step)])  # (resamples,)
+    return percentile_interval(values[np.isfinite(values)], confidence)  # one-class resamples give NaN

@@ -11,9 +11,11 @@ from sklearn.metrics import roc_auc_score
 
 import classify_xrays
 import medselect.classification
+from medselect.classification import classify, ground_truth_auroc
 from models.predictor import MeanPredictor
 from tests.medselect_helpers import write_pool
 from tests.conftest import run_main
+from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELLED = [3, 11, 20, 31, 47, 52, 60]  # pool rows a "radiologist" labelled in these tests
@@ -93,6 +95,34 @@ def test_ground_truth_auroc_matches_sklearn(tmp_path, labelled_pool, capsys):
     assert f"200 resamples) on {len(predictions)} X-rays, {int(truth.sum())} positive" in line
     low, high = (float(v) for v in line.split("CI ")[1].split(",")[0].split("-"))
     assert low < expected < high
+
+
+@pytest.mark.parametrize("values_per_step", [1 << 22, 1000])  # all resamples in one step; many steps
+@pytest.mark.parametrize("truth_rows, confidence", [(None, 0.95), ([0, 1, 2, 3, 5, 8, 13], 0.95),
+                                                    ([0, 1, 2, 3, 5, 8, 13], 0.8)])
+def test_ground_truth_ci_is_the_percentile_of_a_plain_bootstrap_loop(labelled_pool, monkeypatch, values_per_step,
+                                                                     truth_rows, confidence):
+    """The CI equals np.percentile of sklearn AUROCs over the X-rays drawn by the documented generator, one
+    resample at a time, one-class resamples left out (a few X-rays of ground truth make those common)."""
+    csv_path, frame, _, labeled_csv, _ = labelled_pool
+    monkeypatch.setattr(medselect.classification, "BOOTSTRAP_VALUES_PER_STEP", values_per_step)
+    predictions = classify(labeled_csv, "Edema", csv_path)
+    if truth_rows is not None:
+        predictions = predictions.iloc[truth_rows].reset_index(drop=True)
+    resamples, seed = 300, 7
+    estimate = ground_truth_auroc(predictions, csv_path, "Edema", resamples=resamples, confidence=confidence,
+                                  seed=seed)
+    truth = predictions["Edema"].isin([1, -1]).to_numpy()
+    scores = predictions["score"].to_numpy(dtype=np.float64)
+    assert 0 < truth.sum() < len(truth)
+    rng = np.random.default_rng(derived_seed(seed, CLASSIFY_BOOTSTRAP))
+    aurocs = [roc_auc_score(truth[rows], scores[rows])
+              for rows in rng.integers(0, len(truth), size=(resamples, len(truth)))
+              if truth[rows].min() != truth[rows].max()]
+    assert truth_rows is None or len(aurocs) < resamples  # the few-X-ray case does skip one-class resamples
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(aurocs, [tail, 100 - tail])
+    assert (estimate.ci_low, estimate.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
 
 
 def test_ground_truth_for_some_xrays_only(tmp_path, labelled_pool, capsys):

@@ -7,17 +7,18 @@ scored on the same tasks.
 import numpy as np
 from scipy import stats as scipy_stats
 
-CONFIDENCE = 0.95
+CONFIDENCE = 0.95  # coverage of every bootstrap interval: evaluate.py's per-task scores and classify_xrays.py's AUROC
 BOOTSTRAP_CHUNK = 1000  # resamples drawn at a time, to bound memory on many tasks
 
 
-def bootstrap_indices(num_items, num_resamples, rng):
-    """Yield (chunk, num_items) arrays of task indices drawn with replacement, num_resamples rows in all.
+def bootstrap_indices(num_items, num_resamples, rng, chunk_rows=BOOTSTRAP_CHUNK):
+    """Yield (chunk_rows or fewer, num_items) arrays of indices drawn with replacement, num_resamples rows in all.
 
-    The rows are those of one ``rng.integers(0, num_items, size=(num_resamples, num_items))`` call.
+    The rows are those of one ``rng.integers(0, num_items, size=(num_resamples, num_items))`` call, whatever
+    ``chunk_rows`` is (int64 draws consume the generator row by row).
     """
-    for start in range(0, num_resamples, BOOTSTRAP_CHUNK):
-        yield rng.integers(0, num_items, size=(min(BOOTSTRAP_CHUNK, num_resamples - start), num_items))
+    for start in range(0, num_resamples, chunk_rows):
+        yield rng.integers(0, num_items, size=(min(chunk_rows, num_resamples - start), num_items))
 
 
 def bootstrap_means(values, num_resamples, seed):
