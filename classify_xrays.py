@@ -11,9 +11,10 @@ import argparse
 import logging
 
 from medselect.classification import BOOTSTRAP_RESAMPLES, classify, ground_truth_auroc
-from medselect.output import check_output_path, write_csv
+from medselect.output import write_csv
 from utils.errors import UserError, run_cli
 from utils.logs import LOGGER_NAME, setup_logging
+from utils.output_location import check_output_file
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -44,8 +45,10 @@ def main(argv=None):
     setup_logging()
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap must be at least 1, got {args.bootstrap}")
-    check_output_path(args.out, {"labeled": args.labeled, "unlabeled": args.unlabeled,
-                                 "ground truth": args.ground_truth}, overwrite=args.overwrite)
+    check_output_file(args.out, "--out", {"--labeled": ("labeled", args.labeled),
+                                          "--unlabeled": ("unlabeled", args.unlabeled),
+                                          "--ground_truth": ("ground truth", args.ground_truth)},
+                      overwrite=args.overwrite)
     predictions = classify(args.labeled, args.label_column, args.unlabeled)
     estimate = None
     if args.ground_truth is not None:

@@ -59,7 +59,7 @@ from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_s
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
-from utils.output_location import check_output_location
+from utils.output_location import check_output_location, refuse_replacing
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
 from utils.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
 from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
@@ -417,14 +417,7 @@ def check_output_folder(out, overwrite):
     """Refuse an --out that cannot be created, is in use, or holds results (without --overwrite). Reads only."""
     check_output_location(out, "--out", folder=True)
     check_unlocked(os.path.join(out, FOLDER_LOCK), f"--out {out}")
-    _refuse_replacing(out, overwrite)
-
-
-def _refuse_replacing(out, overwrite):
-    existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(out, f))]
-    if existing and not overwrite:
-        raise UserError(f"--out {out}: already holds results ({', '.join(existing)}); pass --overwrite to "
-                        "replace them, or choose another folder")
+    refuse_replacing(out, "--out", RESULT_FILES, overwrite, "results")
 
 
 def lock_output_folder(out, overwrite, on_exit):
@@ -435,7 +428,8 @@ def lock_output_folder(out, overwrite, on_exit):
     if not os.path.exists(out):
         on_exit.callback(_remove_if_empty, out)  # runs after the lock's release, which removes the lock file
     note = lock_folder(out, f"--out {out}", on_exit)
-    _refuse_replacing(out, overwrite)  # again under the lock: another evaluation may have written here meanwhile
+    # Again under the lock: another evaluation may have written here meanwhile.
+    refuse_replacing(out, "--out", RESULT_FILES, overwrite, "results")
     return note
 
 

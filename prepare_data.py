@@ -35,6 +35,7 @@ from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import CONDITION_SETTINGS, apply_overrides, default_config, overridden_names
 from utils.errors import UserError, run_cli
 from utils.logs import LOGGER_NAME, setup_logging
+from utils.output_location import check_output_location, refuse_replacing
 
 SPLITS = ("train", "val", "test")
 KINDS = ("pos", "norm")
@@ -225,19 +226,8 @@ def check_arguments(args):
 
 def check_output_folder(out, outputs, overwrite):
     """Refuse an --out that is a file, lies under a file, cannot be written or holds split CSVs already."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out}: exists and is not a folder")
-    parent = os.path.abspath(out)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UserError(f"--out {out}: {parent} is a file, so the folder cannot be made under it")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: cannot write in {parent}")
-    existing = [path for path in outputs.values() if os.path.exists(path)]
-    if existing and not overwrite:
-        raise UserError(f"--out {out}: already holds split CSVs ({os.path.basename(existing[0])}, ...); pass "
-                        "--overwrite to replace them")
+    check_output_location(out, "--out", folder=True)
+    refuse_replacing(out, "--out", [os.path.basename(path) for path in outputs.values()], overwrite, "split CSVs")
 
 
 def frontal_rows(frame):

@@ -355,7 +355,11 @@ def check_resume_folder(resume, out):
 
 
 def check_run_folder(out, resuming, overwrite):
-    """Refuse, before any work, an --out that cannot be written, is in use, or holds another run. Reads only."""
+    """Refuse, before any work, an --out that cannot be written, is in use, or holds another run. Reads only.
+
+    Unlike the other commands' outputs (utils/output_location.refuse_replacing), a run folder may be
+    continued with --resume, so its refusal names that option (or the original's checkpoint folder).
+    """
     check_output_location(out, "--out", folder=True)
     check_unlocked(os.path.join(out, FOLDER_LOCK), f"--out {out}")
     _refuse_mixing(out, _earlier_run_files(out), resuming, overwrite)

@@ -9,11 +9,12 @@ plus the selector's score and rank, best first.
 import argparse
 import logging
 
-from medselect.output import check_output_path, write_csv
+from medselect.output import write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
 from utils.errors import run_cli
 from utils.logs import LOGGER_NAME, setup_logging
+from utils.output_location import check_output_file
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -56,8 +57,8 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     setup_logging()
-    check_output_path(args.out, {"pool": args.pool_csv, "exclude": args.exclude, "checkpoint": args.checkpoint},
-                      overwrite=args.overwrite)
+    check_output_file(args.out, "--out", {"--pool_csv": ("pool", args.pool_csv), "--exclude": ("exclude", args.exclude),
+                                          "--checkpoint": ("checkpoint", args.checkpoint)}, overwrite=args.overwrite)
     chosen = select(args.pool_csv, checkpoint=args.checkpoint, k=args.k, method=args.method,
                     selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool,
                     overrides=args.overrides)

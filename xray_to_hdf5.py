@@ -37,6 +37,7 @@ from models.moco_encoder import ARCHITECTURES
 from utils.errors import UserError, run_cli
 from utils.hashing import file_sha256
 from utils.logs import LOGGER_NAME, setup_logging
+from utils.output_location import check_output_file
 from utils.run_lock import RunLock
 
 PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
@@ -153,7 +154,10 @@ def embed_csv(args, ranks, on_exit):
         raise UserError(f"{args.data}: has no rows; nothing to embed")
     paths = image_paths(frame, args.data, args.root)
     output = args.output_path
-    check_output_path(output, args)
+    check_output_file(output, "--output_path", {"--data": ("CSV", args.data),
+                                                "--checkpoint_path": ("checkpoint", args.checkpoint_path),
+                                                "--weights": ("weights", args.weights)},
+                      overwrite=args.overwrite, kind="the HDF5 file name", folder_must_exist=True)
 
     # Rank 0 first: it downloads weights that are missing, so that processes never write the same file at once.
     encoder = ranks.rank0_first(lambda: load_encoder(
@@ -223,24 +227,6 @@ def check_options(args):
     if args.decoder != "pil" and args.encoder != "moco":
         raise UserError(f"--decoder {args.decoder} is an option of --encoder moco; --encoder {args.encoder} decodes "
                         "with PIL and preprocesses as its library does")
-
-
-def check_output_path(output, args):
-    """Refuse an output that cannot be written or would replace something it should not."""
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise UserError(f"--output_path {output}: folder {folder} does not exist")
-    if os.path.isdir(output):
-        raise UserError(f"--output_path {output}: is a folder; give the HDF5 file name")
-    inputs = (("--data", args.data), ("--checkpoint_path", args.checkpoint_path), ("--weights", args.weights))
-    for name, path in inputs:
-        if path is not None and os.path.abspath(output) == os.path.abspath(path):
-            raise UserError(f"--output_path {output}: is the same file as {name}")
-    if os.path.exists(output) and not args.overwrite:
-        raise UserError(f"{output} already exists; pass --overwrite to replace it (it is replaced only once the "
-                        "new file is complete)")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"--output_path {output}: cannot write in folder {folder}")
 
 
 def provenance(frame, args, encoder, rank):

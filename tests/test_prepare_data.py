@@ -276,8 +276,8 @@ def test_all_cond_is_not_a_setting_and_out_under_a_file(tmp_path, capsys):
     (tmp_path / "a_file").write_text("x")
     # Checked before any work: the missing CSV is not even looked at.
     assert_refused(["--train_csv", tmp_path / "missing.csv", "--out", tmp_path / "a_file" / "splits"], capsys,
-                   tmp_path, f"--out {tmp_path / 'a_file' / 'splits'}: {tmp_path / 'a_file'} is a file, so the "
-                             "folder cannot be made under it")
+                   tmp_path, f"--out {tmp_path / 'a_file' / 'splits'}: cannot write there ({tmp_path / 'a_file'} is a "
+                             "file, not a folder)")
     assert (tmp_path / "a_file").read_text() == "x"
     assert_refused(["--train_csv", tmp_path / "missing.csv", "--out", tmp_path / "a_file"], capsys, tmp_path,
                    "exists and is not a folder")
