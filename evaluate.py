@@ -28,8 +28,6 @@ prevalence_curve.png in place of auroc_by_condition.png.
 """
 import argparse
 import contextlib
-import csv
-import io
 import math
 import os
 import time
@@ -57,6 +55,7 @@ from utils.atomic import atomic_write_json, atomic_write_text
 from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
                               load_checkpoint, selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
+from utils.csv_text import csv_text
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
@@ -609,26 +608,17 @@ def analyse_selections(outcome, task_sets, demographics, embeddings, analysed):
 def per_task_csv(evaluations, methods, parameter=None):
     """Every task's condition and each method's AUROC; ``evaluations``: [(value, outcome, task sets)], the value
     being the first column when a curve's ``parameter`` is given."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
     leading = [parameter] if parameter else []
-    writer.writerow(leading + ["group", "task", "condition"] + [f"{m}_auroc" for m in methods])
+    columns = leading + ["group", "task", "condition"] + [f"{m}_auroc" for m in methods]
+    rows = []
     for value, outcome, task_sets in evaluations:
         for group, task_set in task_sets.items():
             names = [task_set.conditions[i] for i in task_set.condition_ids()]
-            columns = [outcome["auroc"][group][m] for m in methods]
+            aurocs = [outcome["auroc"][group][m] for m in methods]
             for task, name in enumerate(names):
-                writer.writerow(([value] if parameter else []) + [group, task, name]
-                                + [repr(float(c[task])) for c in columns])
-    return buffer.getvalue()
-
-
-def csv_text(rows, columns):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    return buffer.getvalue()
+                values = ([value] if parameter else []) + [group, task, name] + [repr(float(a[task])) for a in aurocs]
+                rows.append(dict(zip(columns, values)))
+    return csv_text(rows, columns)
 
 
 def write_results(out, files, figures, summary):

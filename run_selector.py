@@ -10,10 +10,8 @@ locked for the whole run, so a second run into it is refused.
 """
 import argparse
 import contextlib
-import csv
 import fnmatch
 import glob
-import io
 import math
 import os
 import signal
@@ -33,6 +31,7 @@ from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_te
 from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpoint, save_checkpoint,
                               selector_from_checkpoint)
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
+from utils.csv_text import csv_text
 from utils.errors import UserError, run_cli
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
@@ -321,11 +320,7 @@ class MetaTrainingRun:
                                 os.path.join(self.out, BEST_CHECKPOINT))
 
     def _write_metrics(self):
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.progress["metrics"])
-        atomic_write_text(buffer.getvalue(), os.path.join(self.out, "metrics.csv"))
+        atomic_write_text(csv_text(self.progress["metrics"], METRICS_COLUMNS), os.path.join(self.out, "metrics.csv"))
 
 
 def _means(stats):
