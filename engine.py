@@ -13,8 +13,11 @@ from models.baselines import select_baseline
 from utils.metrics import batched_auroc
 from utils.sampling import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
-# K draws with replacement (training's), the K highest logits, K distinct draws (select_xrays.py's 'sample')
-SELECTION_MODES = ("sample", "topk", "sample-distinct")
+# How K pool positions are chosen from the selector's logits (evaluate.py --selection, meta-validation):
+SAMPLE = "sample"  # K draws with replacement from softmax(logits): the policy training optimises
+TOPK = "topk"  # the K highest logits
+SAMPLE_DISTINCT = "sample-distinct"  # K distinct draws, each without those already drawn (select_xrays.py's 'sample')
+SELECTION_MODES = (SAMPLE, TOPK, SAMPLE_DISTINCT)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -75,26 +78,26 @@ def selector_logits(selector, table, tasks):
     return selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
 
 
-def select_from_logits(logits, k, mode="sample", generator=None):
+def select_from_logits(logits, k, mode=SAMPLE, generator=None):
     """K pool positions per task from the selector's logits (B, P) -> (B, K): multinomial draws ('sample'),
     the K best ('topk') or K distinct draws ('sample-distinct')."""
-    if mode == "sample":
+    if mode == SAMPLE:
         return sample_selection(logits, k, generator)[0]
-    if mode == "topk":
+    if mode == TOPK:
         return top_k_selection(logits, k)
-    if mode == "sample-distinct":
+    if mode == SAMPLE_DISTINCT:
         return distinct_sample_selection(logits, k, generator)
     raise ValueError(f"selection mode must be one of {SELECTION_MODES}, got {mode!r}")
 
 
 @torch.no_grad()
-def select(selector, table, tasks, k, mode="sample", generator=None):
+def selector_positions(selector, table, tasks, k, mode=SAMPLE, generator=None):
     """The selector's K pool positions for each task (see select_from_logits for the modes)."""
     return select_from_logits(selector_logits(selector, table, tasks), k, mode, generator)
 
 
 @torch.no_grad()
-def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, modes=("sample",)):
+def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, modes=(SAMPLE,)):
     """Per-task query AUROC (numpy, task order) of the selector on a fixed task set, for each selection mode.
 
     Returns {mode: (N,)}. The modes share one BiLSTM pass per batch: each selects from the same logits.

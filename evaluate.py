@@ -44,7 +44,7 @@ from data.embedding_origin import check_same_encoder
 from data.provenance import dataset_of, is_transfer, provenance_line, training_dataset
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from data.xray_table import load_xray_table
-from engine import SELECTION_MODES, select_from_logits, selection_auroc, selector_logits
+from engine import SAMPLE, SAMPLE_DISTINCT, SELECTION_MODES, TOPK, select_from_logits, selection_auroc, selector_logits
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
@@ -67,8 +67,8 @@ from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 MEDSELECT, UNTRAINED = "medselect", "medselect-untrained"
 # MedSelect variant -> its selection mode (None: the mode of --selection). The order is that of the paired
 # differences: each variant is compared with every variant after it and with every baseline.
-MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": "sample", "medselect-sample-distinct": "sample-distinct",
-                   "medselect-topk": "topk", UNTRAINED: None}
+MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": SAMPLE, "medselect-sample-distinct": SAMPLE_DISTINCT,
+                   "medselect-topk": TOPK, UNTRAINED: None}
 METHODS = tuple(MEDSELECT_MODES) + BASELINE_METHODS
 DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
 GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
@@ -106,7 +106,7 @@ def get_args_parser():
                              "its group, e.g. 'Infiltration=Lung Opacity' (repeatable; default: no renaming)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated methods to compare, from: {', '.join(METHODS)}")
-    parser.add_argument("--selection", choices=SELECTION_MODES, default="sample",
+    parser.add_argument("--selection", choices=SELECTION_MODES, default=SAMPLE,
                         help="selection of the methods 'medselect' and 'medselect-untrained': K multinomial draws "
                              "from softmax(logits), seeded (the original's behaviour), the K highest logits, or K "
                              "distinct draws (select_xrays.py's 'sample')")

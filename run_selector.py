@@ -24,7 +24,8 @@ from data.embedding_origin import check_same_encoder, known_origin
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.xray_table import load_xray_table
-from engine import NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch, train_step
+from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
+                    train_step)
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
@@ -50,7 +51,7 @@ ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept f
 METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward",
                    "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint",
                    "val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random")
-VALIDATION_MODES = ("sample", "topk")  # the selection modes of meta-validation, from one BiLSTM pass per batch
+VALIDATION_MODES = (SAMPLE, TOPK)  # the selection modes of meta-validation, from one BiLSTM pass per batch
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
 
 
@@ -263,7 +264,7 @@ class MetaTrainingRun:
         generator = torch_generator(self.seed, VALIDATION_SELECTION, self.device)
         aurocs = evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks, self.config["K"],
                                    self.config["BATCH_SIZE"], generator, modes=VALIDATION_MODES)
-        sample_auroc, topk_auroc = float(aurocs["sample"].mean()), float(aurocs["topk"].mean())
+        sample_auroc, topk_auroc = float(aurocs[SAMPLE].mean()), float(aurocs[TOPK].mean())
         random_auroc = self._random_baseline_auroc()
         scores = {"val_auroc": sample_auroc, "val_random_auroc": random_auroc, "val_topk_auroc": topk_auroc,
                   "val_diff_vs_random": sample_auroc - random_auroc,

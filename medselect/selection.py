@@ -21,6 +21,7 @@ import torch
 
 from data.asl import ASL_SIZE, append_asl, asl_features
 from data.embedding_origin import check_same_encoder
+from engine import SAMPLE_DISTINCT, TOPK
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
 from utils.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
@@ -33,8 +34,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 MEDSELECT = "medselect"  # the trained selector; every other method is a baseline of models/baselines.py
 METHODS = (MEDSELECT, *BASELINE_METHODS)
-SELECTIONS = ("sample", "topk")  # K distinct draws from the selector's softmax, or the K highest scores
-DEFAULT_SELECTION = "sample"  # what training optimises; which mode wins depends on the data (docs/evaluation.md)
+# select()'s choices (select_xrays.py --selection) as engine.py's selection modes: a label is never spent twice on
+# one X-ray, so 'sample' here is K distinct draws (SAMPLE_DISTINCT), not training's draws with replacement.
+SELECTION_MODE_OF = {"sample": SAMPLE_DISTINCT, "topk": TOPK}
+SELECTIONS = tuple(SELECTION_MODE_OF)
+DEFAULT_SELECTION = "sample"  # the policy training optimises; which mode wins depends on the data (docs/evaluation.md)
 LARGE_POOL_STRATEGIES = ("chunks", "whole")
 DEFAULT_LARGE_POOL = "chunks"  # better on held-out tasks (docs/own_xrays.md)
 SCORE_COLUMN, RANK_COLUMN = "score", "rank"  # added to the chosen rows
@@ -155,7 +159,7 @@ def choose_with_selector(selector, inputs, k, trained_pool_size, selection=DEFAU
         positions = order[start:start + size]  # (size,) pool positions of this chunk
         log_probs = torch.log_softmax(logits, dim=0) + math.log(size / num_xrays)  # (size,)
         log_scores[positions] = log_probs
-        if quota and selection == "topk":
+        if quota and SELECTION_MODE_OF[selection] == TOPK:
             picks.append(positions[logits.topk(quota).indices])
         elif quota:
             picks.append(positions[torch.multinomial(log_probs.exp(), quota, replacement=False,

@@ -16,7 +16,7 @@ import constants
 from data.synthetic import ACQUISITION_COLUMN, POOR, synthetic_artefact, synthetic_centres, synthetic_split, write_pair
 from data.tasks import HELD_OUT_TEST_STREAM, TRAIN_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
-from engine import evaluate_selector, select, train_step
+from engine import SAMPLE, evaluate_selector, selector_positions, train_step
 from models.lstm_selector import LSTMSelector
 from models.predictor import MeanPredictor
 
@@ -97,7 +97,7 @@ def test_trained_selector_avoids_the_planted_poor_source(trained):
 
     def poor_share(selector):
         selector.eval()
-        chosen = select(selector, trained["table"], tasks, K, "sample", torch.Generator().manual_seed(3))
+        chosen = selector_positions(selector, trained["table"], tasks, K, SAMPLE, torch.Generator().manual_seed(3))
         return float(poor_in_pool.gather(1, chosen).float().mean())
 
     pool_share = float(poor_in_pool.float().mean())

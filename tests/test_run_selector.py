@@ -307,3 +307,20 @@ def test_resume_needs_last_pt_and_cuda_needs_a_gpu(tiny_data, tmp_path, capsys):
             run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "gpu"), "--device", "cuda"])
         assert "CUDA is not available on this machine" in capsys.readouterr().err
         assert not (tmp_path / "gpu").exists()
+
+
+def test_best_checkpoint_choices_are_the_validation_modes_of_engine():
+    """utils/config spells out BEST_CHECKPOINT_BY's modes (utils/ imports nothing above it): they must stay
+    engine.py's modes that meta-validation computes, with training's 'sample' (draws with replacement)."""
+    import engine
+    from utils.config import BEST_CHECKPOINT_COLUMNS
+    assert set(BEST_CHECKPOINT_COLUMNS) == set(run_selector.VALIDATION_MODES) == {engine.SAMPLE, engine.TOPK}
+    assert set(BEST_CHECKPOINT_COLUMNS) <= set(engine.SELECTION_MODES)
+
+
+def test_select_xrays_sample_is_engine_distinct_sampling():
+    """select_xrays.py --selection sample never spends two labels on one X-ray: engine's SAMPLE_DISTINCT."""
+    import engine
+    from medselect.selection import SELECTION_MODE_OF, SELECTIONS
+    assert SELECTIONS == ("sample", "topk")  # the CLI's choices are unchanged
+    assert SELECTION_MODE_OF == {"sample": engine.SAMPLE_DISTINCT, "topk": engine.TOPK}

@@ -14,7 +14,9 @@ from utils.errors import UserError
 
 CONDITION_SETTINGS = ("NON_HOLD_OUT", "HOLD_OUT")  # the settings that name condition columns
 DERIVED = "ALL_COND"  # NON_HOLD_OUT + HOLD_OUT, never set on its own
-# BEST_CHECKPOINT_BY: the selection mode whose meta-val AUROC picks the best checkpoint -> its metrics.csv column
+# BEST_CHECKPOINT_BY: the selection mode whose meta-val AUROC picks the best checkpoint -> its metrics.csv column.
+# The keys are engine.py's SAMPLE and TOPK, written out because utils/ imports nothing above it
+# (tests/test_run_selector.py checks that they stay engine's modes of run_selector.VALIDATION_MODES).
 BEST_CHECKPOINT_COLUMNS = {"sample": "val_auroc", "topk": "val_topk_auroc"}
 
 
