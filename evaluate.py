@@ -49,13 +49,13 @@ from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
-from run_selector import resolve_device
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
                               load_checkpoint, selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.csv_text import csv_text
+from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
@@ -166,7 +166,7 @@ def compare_methods(args, on_exit):
     groups, absent = parse_conditions(args.conditions, config, test_columns, args.test_pos_csv, condition_map)
     points = curves.sweep_points(sweep, config)  # [(value, its configuration)]; one point without a sweep
     check_output_folder(args.out, args.overwrite)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, benchmark_kernels=True)  # the BiLSTM runs the same shapes each task
 
     # Read and validate every input before the long part.
     conditions = [c for group in groups.values() for c in group]

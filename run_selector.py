@@ -33,6 +33,7 @@ from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpo
                               selector_from_checkpoint)
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
+from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
@@ -102,7 +103,8 @@ def meta_train(args, on_exit):
     else:
         config, seed = apply_overrides(default_config(), args.overrides), args.seed
     check_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
-    device = resolve_device(args.device)
+    # every step has the same shapes: let cuDNN pick its fastest LSTM
+    device = resolve_device(args.device, benchmark_kernels=True)
 
     # Read and validate all input before anything is written.
     shape = TaskShape.from_config(config)
@@ -326,20 +328,6 @@ class MetaTrainingRun:
 
 def _means(stats):
     return {key: sum(s[key] for s in stats) / len(stats) for key in stats[0]}
-
-
-def resolve_device(name):
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device {name!r} (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # every step has the same shapes: let cuDNN pick its fastest LSTM
-    return device
 
 
 def check_resume_folder(resume, out):

@@ -34,6 +34,7 @@ from data.images import DECODERS, XrayImages, check_images, collate_items, image
 from models.encoders import DEFAULT_ENCODER, ENCODERS, load_encoder
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
 from models.moco_encoder import ARCHITECTURES
+from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli
 from utils.hashing import file_sha256
 from utils.logs import LOGGER_NAME, setup_logging
@@ -311,13 +312,6 @@ def check_all_images(paths, csv_path, ranks, threads):
     log.info("checked %d images: all readable", len(paths))
 
 
-def set_fp32_arithmetic(device, precision):
-    """fp32 means fp32 on a GPU too: PyTorch would otherwise run convolutions in TF32."""
-    if device.type == "cuda" and precision == "fp32":
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-
-
 def embed_batch(model, pipeline, images, device, precision="fp32", channels_last=False):
     """A batch from the DataLoader -> (B, D) float32 embeddings on ``device``."""
     x = pipeline.model_input(images, device, channels_last)  # (B, C, H, W) float32
@@ -529,23 +523,6 @@ class Ranks:
     def close(self):
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(name, local_rank=0):
-    if name is None:
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown device {name!r} (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    elif device.type != "cpu":
-        raise UserError(f"--device {name}: use cpu, cuda or cuda:N")
-    return device
 
 
 def _raise_keyboard_interrupt(signum, frame):

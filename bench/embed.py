@@ -47,7 +47,8 @@ from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
 from scripts.make_random_encoder_weights import write_timm_weights, write_torchxrayvision_weights  # noqa: E402
-from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter, set_fp32_arithmetic  # noqa: E402
+from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
+from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
 FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image
@@ -102,9 +103,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", 0)
+    device = resolve_device(args.device, local_rank=0)  # a bare 'cuda' is cuda:0, as xray_to_hdf5.py names it
     if args.num_images is None:
         args.num_images = (8192 if device.type == "cuda" else 256) // (4 if args.full_size else 1)
     if args.workers is None:

@@ -185,7 +185,6 @@ KNOWN_VIOLATIONS = [
     "entry points",
     "bench/large_pool_strategy.py: imports run_selector: only tests/ may import an entry point; move what it "
     "needs below the entry points",
-    "evaluate.py: imports run_selector: an entry point imports another",
     "utils/checkpoint.py: imports data.asl: utils (rank 1) imports data (rank 2)",
     "utils/checkpoint.py: imports data.embedding_origin: utils (rank 1) imports data (rank 2)",
     "utils/checkpoint.py: imports models.lstm_selector: utils (rank 1) imports models (rank 3)",
