@@ -46,13 +46,13 @@ from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSamp
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SAMPLE_DISTINCT, SELECTION_MODES, TOPK, select_from_logits, selection_auroc, selector_logits
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
+from models.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
+                               load_checkpoint, selector_from_checkpoint)
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
-from utils.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
-                              load_checkpoint, selector_from_checkpoint)
 from utils.config import apply_overrides, default_config
 from utils.csv_text import csv_text
 from utils.device import resolve_device

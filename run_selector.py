@@ -26,11 +26,11 @@ from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSample
 from data.xray_table import load_xray_table
 from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
                     train_step)
+from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
+                               load_checkpoint, save_checkpoint, selector_from_checkpoint)
 from models.lstm_selector import initial_selector
 from models.predictor import MeanPredictor
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
-from utils.checkpoint import (checkpoint_config, checkpoint_origin, load_checkpoint, save_checkpoint,
-                              selector_from_checkpoint)
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
 from utils.device import resolve_device
@@ -43,9 +43,7 @@ from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed
 
 LOG_EVERY = 5  # steps between log lines (as the original)
 VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"  # the same file as the best model_epoch{E}_iter{I} (a hard link, or a copy)
-RUN_FILES = ("config.json", "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT)
+RUN_FILES = (RUN_CONFIG, "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT)
 ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept for the best checkpoints
 # val_auroc is the selector's in 'sample' mode (the original's meta-val AUROC), val_topk_auroc in 'topk' mode,
 # val_random_auroc that of K random X-rays on the same tasks; the differences are per-task means of AUROC - random.
@@ -155,7 +153,7 @@ def meta_train(args, on_exit):
                            "data": {k: os.path.abspath(getattr(args, k)) for k in
                                     ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")},
                            "embedding_origin": origin.to_dict() if origin else None},
-                          os.path.join(args.out, "config.json"))
+                          os.path.join(args.out, RUN_CONFIG))
     log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d; best "
              "checkpoint by meta-val %s AUROC (BEST_CHECKPOINT_BY)", "resuming" if resumed is not None else
              "meta-training", device, train_table.num_positive_csv_rows, train_table.num_normal_rows, len(val_tasks),

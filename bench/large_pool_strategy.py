@@ -41,9 +41,9 @@ from data.xray_table import load_xray_table  # noqa: E402
 from engine import selection_auroc  # noqa: E402
 from medselect.selection import choose_with_selector  # noqa: E402
 from models.baselines import select_baseline  # noqa: E402
+from models.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint  # noqa: E402
 from models.predictor import MeanPredictor  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
-from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint  # noqa: E402
 from utils.seeding import SELECT_XRAYS, derived_seed  # noqa: E402
 from utils.stats import mean_with_ci, paired_difference  # noqa: E402
 

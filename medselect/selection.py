@@ -24,7 +24,7 @@ from data.embedding_origin import check_same_encoder
 from engine import SAMPLE_DISTINCT, TOPK
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
-from utils.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
+from models.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME

@@ -13,10 +13,10 @@ import evaluate
 import run_selector
 import select_xrays
 from medselect import select
+from models.checkpoint import load_checkpoint
 from tests.conftest import run_main
 from tests.evaluate_helpers import SETTINGS, positive_favouring_selector, write_test_split
 from tests.medselect_helpers import DIM, memoryless_selector, numpy_logits, write_pool
-from utils.checkpoint import load_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.logs import LOGGER_NAME
 

@@ -12,10 +12,10 @@ import evaluate
 import prepare_data
 import run_selector
 from data.synthetic import write_label_embeddings
+from models.checkpoint import checkpoint_config
 from tests.conftest import TINY_SETTINGS, run_main
 from tests.dataset_layouts import write_pneumonia
 from tests.evaluate_helpers import SETTINGS, write_checkpoint, write_test_split
-from utils.checkpoint import checkpoint_config
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 

@@ -64,7 +64,7 @@ def test_run_writes_original_format_checkpoints(tiny_data, tmp_path):
 
 
 def test_original_checkpoint_resumes_into_ours_and_back(tmp_path):
-    from utils.checkpoint import checkpoint_config, selector_from_checkpoint
+    from models.checkpoint import checkpoint_config, selector_from_checkpoint
     original = OriginalSelector(8)
     torch.save({"epoch": 3, "model_state_dict": original.state_dict(), "optimizer_state_dict": {}},
                tmp_path / "model_epoch3_iter30")

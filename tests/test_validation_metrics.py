@@ -18,8 +18,8 @@ import run_selector
 from data.tasks import VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from models.baselines import RANDOM_STREAMS
+from models.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
 from tests.conftest import TINY_SETTINGS, write_tiny_split
-from utils.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint
 from utils.seeding import BASELINE_SELECTION
 
 SEED = 0

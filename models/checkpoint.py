@@ -30,7 +30,10 @@ DATA_PARALLEL_PREFIX = "module."  # nn.DataParallel saves the wrapped selector's
 
 TRAINING_DATA = "data"  # {data argument: record} in our checkpoints (data/data_record.py), {argument: path} in config.json
 TRAINING_POSITIVES = "train_pos_csv"  # the data argument that names the training dataset
-RUN_CONFIG = "config.json"  # run_selector.py's record of a run, beside its checkpoints
+# A run folder of run_selector.py: its record of the run, and the checkpoints it keeps beside the per-epoch ones
+RUN_CONFIG = "config.json"
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"  # the same file as the best model_epoch{E}_iter{I} (a hard link, or a copy)
 
 log = logging.getLogger(LOGGER_NAME)
 
