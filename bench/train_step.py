@@ -30,10 +30,9 @@ from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_c
 from bench.timing import median_ms  # noqa: E402
 from data.tasks import FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import XrayTable  # noqa: E402
-from engine import selection_auroc  # noqa: E402
+from engine import random_selection, sample_selection, selection_auroc  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.predictor import MeanPredictor  # noqa: E402
-from utils.sampling import random_selection, sample_selection  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]

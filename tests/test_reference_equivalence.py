@@ -8,10 +8,9 @@ from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_c
                              reference_random_baseline, reference_sample_once, reference_scores)
 from data.tasks import TaskBatch
 from data.xray_table import XrayTable
-from engine import selection_auroc
+from engine import sample_selection, selection_auroc
 from models.predictor import MeanPredictor
 from utils.metrics import batched_auroc
-from utils.sampling import sample_selection
 
 
 @pytest.fixture

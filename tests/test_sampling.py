@@ -1,9 +1,10 @@
+"""engine.py's selection policy: the draws and their log-probability, top-K, and the random baseline."""
 import numpy as np
 import torch
 
 import itertools
 
-from utils.sampling import distinct_sample_selection, random_selection, sample_selection, top_k_selection
+from engine import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
 
 def test_log_prob_equals_torch_multinomial():
