@@ -23,7 +23,7 @@ group), and --conditions may name test columns the checkpoint does not know (uns
 name the dataset the selector was trained on (recorded in the checkpoint) and the one it is tested on.
 
 Curves: --k 5,10,20,50 or --pos_frac 0.5,0.2,0.1 evaluate every method at each value on the same
-tasks (curves.py) and write one table with the value as its first column and budget_curve.png or
+tasks (evaluation/curves.py) and write one table with the value as its first column and budget_curve.png or
 prevalence_curve.png in place of auroc_by_condition.png.
 """
 import argparse
@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import curves
 from data.conditions import NOT_CONDITIONS, parse_condition_map, rename_conditions, suggestion
 from data.csv_hdf5 import read_csv
 from data.embedding_origin import check_same_encoder
@@ -45,6 +44,8 @@ from data.provenance import dataset_of, is_transfer, provenance_line, training_d
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SAMPLE_DISTINCT, SELECTION_MODES, TOPK, select_from_logits, selection_auroc, selector_logits
+from evaluation import curves
+from evaluation.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
                                load_checkpoint, selector_from_checkpoint)
@@ -60,7 +61,6 @@ from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
-from utils.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
 from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
 from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-import curves
 import evaluate
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
+from evaluation import curves
 from models.baselines import select_baseline
 from tests.evaluate_helpers import DIM, SETTINGS, write_checkpoint, write_test_split
 from utils.config import apply_overrides, default_config

@@ -6,8 +6,8 @@ import torch
 from scipy.spatial.distance import pdist
 
 from data.synthetic import write_pair
-from utils.selection_analysis import (compare_selections, pairwise_selected_distances, read_demographics,
-                                      selection_quantities)
+from evaluation.selection_analysis import (compare_selections, pairwise_selected_distances, read_demographics,
+                                           selection_quantities)
 
 
 def test_pairwise_distances_match_scipy():
