@@ -14,7 +14,6 @@ import fnmatch
 import glob
 import math
 import os
-import signal
 import time
 
 import torch
@@ -34,7 +33,7 @@ from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_te
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
 from utils.device import resolve_device
-from utils.errors import UserError, run_cli
+from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
 from utils.progress import progress_bar
@@ -130,7 +129,7 @@ def meta_train(args, on_exit):
         selector = initial_selector(train_table.selector_input_size, seed)
     lock_note = prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite, on_exit=on_exit)
     # A scheduler's SIGTERM stops the run like Ctrl-C: the resume hint is logged and the lock removed.
-    on_exit.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _interrupt))
+    on_exit.enter_context(sigterm_as_ctrl_c())
 
     log = setup_logging(os.path.join(args.out, "train.log"))
     for note in filter(None, [lock_note, *data_notes]):
@@ -378,10 +377,6 @@ def _refuse_mixing(out, earlier, resuming, overwrite):
     resume = f"continue it with --resume {os.path.join(out, LAST_CHECKPOINT)}, " if LAST_CHECKPOINT in earlier else ""
     raise UserError(f"--out {out}: already holds a run ({shown}); {resume or 'choose a fresh folder, '}or pass "
                     "--overwrite to replace it")
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

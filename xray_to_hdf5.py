@@ -12,43 +12,33 @@ done. After an interruption the same command resumes from OUTPUT.partial, and
 the result is the same as an uninterrupted run. OUTPUT.lock keeps a second run
 from writing the same output meanwhile. The encoders differ only in
 models/encoders/ (network, preprocessing, provenance); everything here is
-shared by all of them.
+shared by all of them. The resumable writer and the attributes it records
+are data/embedding_writer.py; the torchrun processes, utils/distributed.py.
 """
 import argparse
 import contextlib
-import hashlib
 import logging
 import os
-import signal
 import time
 
-import h5py
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data.csv_hdf5 import HDF5_DATASET, hdf5_path_for, plain_attribute, read_csv
-from data.images import DECODERS, XrayImages, check_images, collate_items, image_paths
+from data.csv_hdf5 import hdf5_path_for, read_csv
+from data.embedding_writer import PARTIAL_SUFFIX, EmbeddingWriter, embedding_attributes, locked_resume_position
+from data.images import DECODERS, MAX_DEFAULT_WORKERS, XrayImages, check_images, collate_items, image_paths
 from models.encoders import DEFAULT_ENCODER, ENCODERS, load_encoder
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS
 from models.moco_encoder import ARCHITECTURES
-from utils.device import resolve_device, set_fp32_arithmetic
-from utils.errors import UserError, run_cli
+from utils.device import set_fp32_arithmetic
+from utils.distributed import Ranks
+from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
 from utils.hashing import file_sha256
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.output_location import check_output_file
-from utils.run_lock import RunLock
 
-PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
-LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held by the run that writes OUTPUT (rank 0, the only writer under torchrun)
 PRECISIONS = ("fp32", "bf16")
-MAX_DEFAULT_WORKERS = 8  # a CheXpert-small JPEG decodes in about 1 ms: 8 workers feed several thousand images/s
-# Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
-RESUME_KEYS = ("csv_rows", "csv_path_sha256", "encoder", "model", "weights", "weights_sha256", "precision",
-               "decoder", "preprocessing")
-RESUME_DEFAULTS = {"decoder": "pil"}  # a .partial written before --decoder existed was made with PIL
 # The options of one encoder only: attribute -> (flag, the encoders that take it); and those each one needs.
 ENCODER_OPTIONS = {"checkpoint_path": ("-c/--checkpoint_path", ("moco",)), "arch": ("--arch", ("moco",)),
                    "weights": ("--weights", ("torchxrayvision", "timm")),
@@ -124,22 +114,21 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     ranks = Ranks.from_environment(args.device)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     on_exit = contextlib.ExitStack()  # releases the output's lock however the run ends
-    try:
-        return embed_csv(args, ranks, on_exit)
-    except RuntimeError as err:
-        if "DataLoader worker" not in str(err):
-            raise
-        # A scheduler's SIGTERM reaches the DataLoader workers too; the finished rows are already safe.
-        if isinstance(err.__context__, KeyboardInterrupt):
-            raise KeyboardInterrupt from None
-        raise UserError(f"{str(err).strip().splitlines()[0]} (out of memory? try fewer --num_workers); "
-                        "rerun the same command to resume") from None
-    finally:
-        on_exit.close()
-        signal.signal(signal.SIGTERM, previous_handler)
-        ranks.close()
+    with sigterm_as_ctrl_c():
+        try:
+            return embed_csv(args, ranks, on_exit)
+        except RuntimeError as err:
+            if "DataLoader worker" not in str(err):
+                raise
+            # A scheduler's SIGTERM reaches the DataLoader workers too; the finished rows are already safe.
+            if isinstance(err.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise UserError(f"{str(err).strip().splitlines()[0]} (out of memory? try fewer --num_workers); "
+                            "rerun the same command to resume") from None
+        finally:
+            on_exit.close()
+            ranks.close()
 
 
 def embed_csv(args, ranks, on_exit):
@@ -164,7 +153,8 @@ def embed_csv(args, ranks, on_exit):
     encoder = ranks.rank0_first(lambda: load_encoder(
         args.encoder, checkpoint_path=args.checkpoint_path, arch=args.arch, decoder=args.decoder,
         weights=args.weights, weights_dir=args.weights_dir, model_name=args.model, device=device))
-    attrs = provenance(frame, args, encoder, ranks.rank)
+    weights_sha256 = file_sha256(encoder.weights_file) if ranks.rank == 0 and encoder.weights_file else ""
+    attrs = embedding_attributes(frame, args.data, encoder, args.precision, args.decoder, args.root, weights_sha256)
     start_row = ranks.broadcast_outcome(lambda: locked_resume_position(output, attrs, args.overwrite, on_exit))
     if args.check:
         check_all_images(paths, args.data, ranks, args.num_workers)
@@ -228,69 +218,6 @@ def check_options(args):
     if args.decoder != "pil" and args.encoder != "moco":
         raise UserError(f"--decoder {args.decoder} is an option of --encoder moco; --encoder {args.encoder} decodes "
                         "with PIL and preprocesses as its library does")
-
-
-def provenance(frame, args, encoder, rank):
-    """The attributes stored in the HDF5: what was embedded, with which encoder and weights, and how."""
-    paths_text = "\n".join(frame["Path"].astype(str).tolist()).encode("utf-8")
-    weights_sha256 = file_sha256(encoder.weights_file) if rank == 0 and encoder.weights_file else ""
-    return {
-        "csv_rows": len(frame),
-        "csv_path_sha256": hashlib.sha256(paths_text).hexdigest(),
-        "csv_file": os.path.basename(args.data),
-        "encoder": encoder.name,
-        "model": encoder.model_name,
-        "weights": encoder.weights,
-        **{key: weights_sha256 for key in encoder.hash_attrs},
-        **encoder.attrs,
-        "embedding_dim": encoder.dim,
-        "precision": args.precision,
-        "decoder": args.decoder,
-        "preprocessing": encoder.pipeline.description,
-        "image_root": os.path.abspath(args.root) if args.root else os.getcwd(),
-        "created_by": "xray_to_hdf5.py",
-    }
-
-
-def locked_resume_position(output, attrs, overwrite, on_exit):
-    """Lock OUTPUT for this run until ``on_exit`` closes, then return ``resume_position``. Runs on rank 0."""
-    lock = RunLock(output + LOCK_SUFFIX, f"--output_path {output}")
-    note = lock.acquire()
-    on_exit.callback(lock.release)
-    if note:
-        log.info(note)
-    return resume_position(output, attrs, overwrite)
-
-
-def resume_position(output, attrs, overwrite):
-    """First row still to embed: 0 for a fresh run, else where OUTPUT.partial stopped. Runs on rank 0."""
-    partial = output + PARTIAL_SUFFIX
-    if not os.path.exists(partial):
-        return 0
-    try:
-        with h5py.File(partial, "r") as f:
-            stored = {key: plain_attribute(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
-            rows_done = int(f.attrs.get("rows_done", 0))
-            valid = HDF5_DATASET in f and f[HDF5_DATASET].shape == (attrs["csv_rows"], attrs["embedding_dim"])
-    except OSError as err:
-        if "lock" in str(err).lower():
-            raise UserError(f"{partial}: in use by another run (close it, or wait for it to finish)") from None
-        log.warning("%s: unfinished file is unreadable (killed while writing?); starting over", partial)
-        os.remove(partial)
-        return 0
-    different = [key for key in RESUME_KEYS if stored[key] != attrs[key]]
-    if not valid and not different:
-        different = ["dataset shape"]
-    if different:
-        if not overwrite:
-            raise UserError(f"{partial}: unfinished run made with a different {', '.join(different)}; it cannot be "
-                            "resumed with these inputs: delete it, or pass --overwrite to start over")
-        log.warning("%s: unfinished run made with a different %s; starting over (--overwrite)", partial,
-                    ", ".join(different))
-        os.remove(partial)
-        return 0
-    log.info("%s: resuming an unfinished run at row %d of %d", partial, rows_done, attrs["csv_rows"])
-    return rows_done
 
 
 def check_all_images(paths, csv_path, ranks, threads):
@@ -403,131 +330,6 @@ def _close_loader(batches):
 def _block(step_start, rank, batch_size, num_rows):
     lo = min(step_start + rank * batch_size, num_rows)
     return range(lo, min(lo + batch_size, num_rows))
-
-
-class EmbeddingWriter:
-    """OUTPUT.partial: the (rows, D) dataset filled in batches, with the number of finished rows in ``rows_done``.
-
-    Each batch is written and flushed before ``rows_done`` moves past it, so a
-    killed run never claims rows it has not stored.
-    """
-
-    def __init__(self, path, file, rows_done, created):
-        self.path, self.file, self.rows_done, self.created = path, file, rows_done, created
-
-    @classmethod
-    def open(cls, path, rows, dim, attrs, start_row):
-        created = not os.path.exists(path)
-        try:
-            file = h5py.File(path, "a" if not created else "w")
-        except OSError as err:
-            raise UserError(f"{path}: cannot open for writing ({str(err).splitlines()[0]})") from None
-        if created:
-            file.create_dataset(HDF5_DATASET, shape=(rows, dim), dtype=np.float32)
-            file.attrs.update(attrs)
-            file.attrs["rows_done"] = 0
-            file.attrs["complete"] = False
-            file.flush()
-        return cls(path, file, start_row, created)
-
-    def write(self, lo, embeddings):
-        """Store rows lo .. lo + len(embeddings); they must follow the rows already done."""
-        assert lo == self.rows_done, (lo, self.rows_done)
-        hi = lo + len(embeddings)
-        self.file[HDF5_DATASET][lo:hi] = embeddings
-        self.file.flush()
-        self.file.attrs["rows_done"] = hi
-        self.file.flush()
-        self.rows_done = hi
-
-    def finish(self, output):
-        """Mark the file complete and rename it to ``output`` (atomically replacing an older one)."""
-        self.file.attrs["complete"] = True
-        self.file.close()
-        os.replace(self.path, output)
-
-    def abandon(self):
-        """Close after a failure; keep the file when it holds finished rows. Returns what happened, for the user."""
-        self.file.close()
-        if self.rows_done == 0 and self.created:
-            os.remove(self.path)
-            return "nothing was written"
-        return (f"the {self.rows_done} finished rows are kept in {self.path}: rerun the same command to resume "
-                "from there")
-
-
-class Ranks:
-    """This process's place in a torchrun launch (or a single process), and the few collectives needed."""
-
-    def __init__(self, rank, world_size, device):
-        self.rank, self.world_size, self.device = rank, world_size, device
-
-    @classmethod
-    def from_environment(cls, device_name):
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = resolve_device(device_name, local_rank)
-        if world_size == 1:
-            return cls(0, 1, device)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world_size, device)
-
-    def rank0_first(self, function):
-        """``function()`` on rank 0, then on the other ranks (so that a download happens once); its UserError on
-        rank 0 stops every rank."""
-        result = [None]
-        self.broadcast_outcome(lambda: result.__setitem__(0, function()))
-        if self.rank != 0:
-            result[0] = function()
-        return result[0]
-
-    def broadcast_outcome(self, function):
-        """Run ``function`` on rank 0 and give every rank its result, or the same UserError."""
-        outcome = [None]
-        if self.rank == 0:
-            try:
-                outcome = [("ok", function())]
-            except UserError as err:
-                outcome = [("error", str(err))]
-        if self.world_size > 1:
-            dist.broadcast_object_list(outcome, src=0)
-        status, value = outcome[0]
-        if status == "error":
-            raise UserError(value)
-        return value
-
-    def all_gather_object(self, obj):
-        if self.world_size == 1:
-            return [obj]
-        gathered = [None] * self.world_size
-        dist.all_gather_object(gathered, obj)
-        return gathered
-
-    def gather_blocks(self, embeddings, batch_size, dim, lengths):
-        """Each rank's (lengths[rank], D) block -> their concatenation in rank order, as numpy (B * ranks, D)."""
-        if self.world_size == 1:
-            return embeddings.cpu().numpy()
-        padded = torch.zeros(batch_size, dim, device=self.device)  # (B, D): every rank sends the same shape
-        if embeddings is not None:
-            padded[:len(embeddings)] = embeddings
-        blocks = [torch.empty_like(padded) for _ in range(self.world_size)]
-        dist.all_gather(blocks, padded)
-        return torch.cat([b[:n] for b, n in zip(blocks, lengths)]).cpu().numpy()
-
-    def barrier(self):
-        if self.world_size > 1:
-            dist.barrier()
-
-    def close(self):
-        if self.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    """SIGTERM (a scheduler stopping the job) ends the run like Ctrl-C: the unfinished file is closed cleanly."""
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

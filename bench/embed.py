@@ -40,15 +40,15 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from data.images import (decode, decode_jpegs, normalize, read_jpeg, resize_and_crop,  # noqa: E402
-                         resize_and_crop_tensor, to_uint8_tensor)
+from data.embedding_writer import EmbeddingWriter  # noqa: E402
+from data.images import (MAX_DEFAULT_WORKERS, decode, decode_jpegs, normalize, read_jpeg,  # noqa: E402
+                         resize_and_crop, resize_and_crop_tensor, to_uint8_tensor)
 from bench.timing import median_ms  # noqa: E402
 from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
 from scripts.make_random_encoder_weights import write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
-from xray_to_hdf5 import MAX_DEFAULT_WORKERS, EmbeddingWriter  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
 FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image

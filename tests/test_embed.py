@@ -9,6 +9,7 @@ import torch
 from torchvision import transforms
 
 import xray_to_hdf5
+from data.embedding_writer import EmbeddingWriter
 from data.images import load_xray, normalize
 from models.moco_encoder import load_moco_encoder
 from tests.embedding_fixtures import (open_as_rgb, read_hdf5, reference_embeddings, relative_error, run_script,
@@ -113,7 +114,7 @@ def test_bf16_keeps_cosine_similarity(r18, tmp_path, capsys):
 
 def _interrupt_after(monkeypatch, batches, action):
     """Make the run stop (``action``) right after its ``batches``-th batch is written."""
-    original = xray_to_hdf5.EmbeddingWriter.write
+    original = EmbeddingWriter.write
     calls = []
 
     def write(self, lo, embeddings):
@@ -121,7 +122,7 @@ def _interrupt_after(monkeypatch, batches, action):
         calls.append(lo)
         if len(calls) == batches:
             action()
-    monkeypatch.setattr(xray_to_hdf5.EmbeddingWriter, "write", write)
+    monkeypatch.setattr(EmbeddingWriter, "write", write)
 
 
 def _raise_keyboard_interrupt():
@@ -147,15 +148,16 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, os.getcwd())
 import xray_to_hdf5
+from data.embedding_writer import EmbeddingWriter
 from utils.errors import run_cli
-original = xray_to_hdf5.EmbeddingWriter.write
+original = EmbeddingWriter.write
 def write(self, lo, embeddings):
     original(self, lo, embeddings)
     if self.rows_done >= 4:
         if sys.argv[1] == "SIGKILL":
             os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind
         os.killpg(0, signal.SIGTERM)  # a scheduler stopping the job: DataLoader workers included
-xray_to_hdf5.EmbeddingWriter.write = write
+EmbeddingWriter.write = write
 run_cli(xray_to_hdf5.main, sys.argv[2:])
 """
 

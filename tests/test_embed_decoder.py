@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import xray_to_hdf5
+from data.embedding_writer import EmbeddingWriter
 from data.images import decode_batch, load_xray, load_xray_torchvision, read_or_load_xray
 from scripts.make_demo_images import write_xray_image
 from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
@@ -83,12 +84,12 @@ def test_truncated_jpeg_is_reported_as_with_pil(images, tmp_path, capsys):
 def test_resume_refuses_to_mix_decoders(images, tmp_path, capsys, monkeypatch):
     argv = ["-d", images["csv"], "-o", tmp_path / "x.hdf5", "-c", images["checkpoint"], "--batch_size", 3,
             "--num_workers", 0]
-    original = xray_to_hdf5.EmbeddingWriter.write
+    original = EmbeddingWriter.write
 
     def write_then_stop(self, lo, embeddings):
         original(self, lo, embeddings)
         raise KeyboardInterrupt
-    monkeypatch.setattr(xray_to_hdf5.EmbeddingWriter, "write", write_then_stop)
+    monkeypatch.setattr(EmbeddingWriter, "write", write_then_stop)
     assert embed(argv, capsys)[0] == 130
     monkeypatch.undo()
     partial = tmp_path / "x.hdf5.partial"

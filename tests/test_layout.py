@@ -180,8 +180,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KNOWN_VIOLATIONS = [
     "bench/embed.py: imports scripts.make_demo_images: bench (rank 7) imports scripts (rank 7)",
     "bench/embed.py: imports scripts.make_random_encoder_weights: bench (rank 7) imports scripts (rank 7)",
-    "bench/embed.py: imports xray_to_hdf5: only tests/ may import an entry point; move what it needs below the "
-    "entry points",
     "bench/large_pool_strategy.py: imports run_selector: only tests/ may import an entry point; move what it "
     "needs below the entry points",
 ]

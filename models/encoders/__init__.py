@@ -3,8 +3,9 @@
 An ``Encoder`` is the module that maps a preprocessed batch to (B, D)
 embeddings, the ``ImagePipeline`` (data/images.py) that preprocesses image
 files for it, and what to record about it in the HDF5 file. Everything else
-(the CSV, the resumable writer, --check, torchrun sharding, progress bars) is
-shared by all encoders in xray_to_hdf5.py.
+is shared by all encoders: the resumable writer (data/embedding_writer.py),
+torchrun sharding (utils/distributed.py), and the CSV, --check and progress
+bars (xray_to_hdf5.py).
 
 * ``moco``: a MoCo-CXR checkpoint (the paper's encoder; the default), moco.py
 * ``torchxrayvision``: torchxrayvision's DenseNet-121 and ResNet-50 weights, xrv.py

@@ -1,0 +1,144 @@
+"""Writing a file of embeddings: the resumable OUTPUT.partial of xray_to_hdf5.py, and the attributes it records.
+
+The HDF5 layout (data/csv_hdf5.py): dataset 'dataset', float32 (rows, D), row i the embedding of CSV row i.
+xray_to_hdf5.py fills OUTPUT.partial in batches (EmbeddingWriter); ``rows_done`` says how far it got, so an
+interrupted run resumes where it stopped (resume_position) when its inputs are the same (RESUME_KEYS), and the
+file is renamed to OUTPUT only once complete. OUTPUT.lock keeps a second run from writing the same output.
+"""
+import hashlib
+import logging
+import os
+
+import h5py
+import numpy as np
+
+from data.csv_hdf5 import HDF5_DATASET, plain_attribute
+from utils.errors import UserError
+from utils.logs import LOGGER_NAME
+from utils.run_lock import RunLock
+
+PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
+LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held by the run that writes OUTPUT (rank 0, the only writer under torchrun)
+# Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
+RESUME_KEYS = ("csv_rows", "csv_path_sha256", "encoder", "model", "weights", "weights_sha256", "precision",
+               "decoder", "preprocessing")
+RESUME_DEFAULTS = {"decoder": "pil"}  # a .partial written before --decoder existed was made with PIL
+
+log = logging.getLogger(LOGGER_NAME)
+
+
+def embedding_attributes(frame, csv_path, encoder, precision, decoder, root, weights_sha256):
+    """The attributes stored in the HDF5: what was embedded, with which encoder and weights, and how.
+
+    ``encoder`` is models/encoders' Encoder (its name, weights, dim, attrs and preprocessing are read);
+    ``weights_sha256`` the SHA-256 of its weights file, or "" where there is none (or on ranks other than 0).
+    """
+    paths_text = "\n".join(frame["Path"].astype(str).tolist()).encode("utf-8")
+    return {
+        "csv_rows": len(frame),
+        "csv_path_sha256": hashlib.sha256(paths_text).hexdigest(),
+        "csv_file": os.path.basename(csv_path),
+        "encoder": encoder.name,
+        "model": encoder.model_name,
+        "weights": encoder.weights,
+        **{key: weights_sha256 for key in encoder.hash_attrs},
+        **encoder.attrs,
+        "embedding_dim": encoder.dim,
+        "precision": precision,
+        "decoder": decoder,
+        "preprocessing": encoder.pipeline.description,
+        "image_root": os.path.abspath(root) if root else os.getcwd(),
+        "created_by": "xray_to_hdf5.py",
+    }
+
+
+def locked_resume_position(output, attrs, overwrite, on_exit):
+    """Lock OUTPUT for this run until ``on_exit`` closes, then return ``resume_position``. Runs on rank 0."""
+    lock = RunLock(output + LOCK_SUFFIX, f"--output_path {output}")
+    note = lock.acquire()
+    on_exit.callback(lock.release)
+    if note:
+        log.info(note)
+    return resume_position(output, attrs, overwrite)
+
+
+def resume_position(output, attrs, overwrite):
+    """First row still to embed: 0 for a fresh run, else where OUTPUT.partial stopped. Runs on rank 0."""
+    partial = output + PARTIAL_SUFFIX
+    if not os.path.exists(partial):
+        return 0
+    try:
+        with h5py.File(partial, "r") as f:
+            stored = {key: plain_attribute(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
+            rows_done = int(f.attrs.get("rows_done", 0))
+            valid = HDF5_DATASET in f and f[HDF5_DATASET].shape == (attrs["csv_rows"], attrs["embedding_dim"])
+    except OSError as err:
+        if "lock" in str(err).lower():
+            raise UserError(f"{partial}: in use by another run (close it, or wait for it to finish)") from None
+        log.warning("%s: unfinished file is unreadable (killed while writing?); starting over", partial)
+        os.remove(partial)
+        return 0
+    different = [key for key in RESUME_KEYS if stored[key] != attrs[key]]
+    if not valid and not different:
+        different = ["dataset shape"]
+    if different:
+        if not overwrite:
+            raise UserError(f"{partial}: unfinished run made with a different {', '.join(different)}; it cannot be "
+                            "resumed with these inputs: delete it, or pass --overwrite to start over")
+        log.warning("%s: unfinished run made with a different %s; starting over (--overwrite)", partial,
+                    ", ".join(different))
+        os.remove(partial)
+        return 0
+    log.info("%s: resuming an unfinished run at row %d of %d", partial, rows_done, attrs["csv_rows"])
+    return rows_done
+
+
+class EmbeddingWriter:
+    """OUTPUT.partial: the (rows, D) dataset filled in batches, with the number of finished rows in ``rows_done``.
+
+    Each batch is written and flushed before ``rows_done`` moves past it, so a
+    killed run never claims rows it has not stored.
+    """
+
+    def __init__(self, path, file, rows_done, created):
+        self.path, self.file, self.rows_done, self.created = path, file, rows_done, created
+
+    @classmethod
+    def open(cls, path, rows, dim, attrs, start_row):
+        created = not os.path.exists(path)
+        try:
+            file = h5py.File(path, "a" if not created else "w")
+        except OSError as err:
+            raise UserError(f"{path}: cannot open for writing ({str(err).splitlines()[0]})") from None
+        if created:
+            file.create_dataset(HDF5_DATASET, shape=(rows, dim), dtype=np.float32)
+            file.attrs.update(attrs)
+            file.attrs["rows_done"] = 0
+            file.attrs["complete"] = False
+            file.flush()
+        return cls(path, file, start_row, created)
+
+    def write(self, lo, embeddings):
+        """Store rows lo .. lo + len(embeddings); they must follow the rows already done."""
+        assert lo == self.rows_done, (lo, self.rows_done)
+        hi = lo + len(embeddings)
+        self.file[HDF5_DATASET][lo:hi] = embeddings
+        self.file.flush()
+        self.file.attrs["rows_done"] = hi
+        self.file.flush()
+        self.rows_done = hi
+
+    def finish(self, output):
+        """Mark the file complete and rename it to ``output`` (atomically replacing an older one)."""
+        self.file.attrs["complete"] = True
+        self.file.close()
+        os.replace(self.path, output)
+
+    def abandon(self):
+        """Close after a failure; keep the file when it holds finished rows. Returns what happened, for the user."""
+        self.file.close()
+        if self.rows_done == 0 and self.created:
+            os.remove(self.path)
+            return "nothing was written"
+        return (f"the {self.rows_done} finished rows are kept in {self.path}: rerun the same command to resume "
+                "from there")

@@ -1,0 +1,66 @@
+"""data/embedding_writer.py: where an unfinished OUTPUT.partial lets a run resume, read from hand-written files."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from data.embedding_writer import EmbeddingWriter, resume_position
+from utils.errors import UserError
+
+ATTRS = {"csv_rows": 6, "csv_path_sha256": "ab12", "encoder": "moco", "model": "resnet18", "weights": "w.pth.tar",
+         "weights_sha256": "cd34", "precision": "fp32", "decoder": "pil", "preprocessing": "resize 320",
+         "embedding_dim": 3}
+
+
+def write_partial(path, attrs, rows_done, shape=(6, 3)):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("dataset", shape=shape, dtype=np.float32)
+        f.attrs.update(attrs)
+        f.attrs["rows_done"] = rows_done
+
+
+def test_a_fresh_run_starts_at_row_0(tmp_path):
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False) == 0
+
+
+def test_a_matching_partial_resumes_where_it_stopped(tmp_path):
+    write_partial(tmp_path / "x.hdf5.partial", ATTRS, rows_done=4)
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False) == 4
+    # A file written before --decoder existed has no 'decoder' attribute: it was made with PIL.
+    write_partial(tmp_path / "x.hdf5.partial", {k: v for k, v in ATTRS.items() if k != "decoder"}, rows_done=2)
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False) == 2
+
+
+def test_a_partial_of_other_inputs_is_refused_or_discarded_with_overwrite(tmp_path):
+    partial = tmp_path / "x.hdf5.partial"
+    write_partial(partial, {**ATTRS, "decoder": "torchvision"}, rows_done=4)
+    with pytest.raises(UserError, match=r"x\.hdf5\.partial: unfinished run made with a different decoder; it cannot "
+                                        r"be resumed with these inputs: delete it, or pass --overwrite"):
+        resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False)
+    assert partial.exists()
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=True) == 0
+    assert not partial.exists()
+
+
+def test_a_partial_of_another_shape_is_not_resumed(tmp_path):
+    write_partial(tmp_path / "x.hdf5.partial", ATTRS, rows_done=4, shape=(6, 5))
+    with pytest.raises(UserError, match="made with a different dataset shape"):
+        resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False)
+
+
+def test_the_writer_stores_rows_in_order_and_renames_when_complete(tmp_path):
+    partial, output = str(tmp_path / "x.hdf5.partial"), str(tmp_path / "x.hdf5")
+    embeddings = np.arange(18, dtype=np.float32).reshape(6, 3)
+    writer = EmbeddingWriter.open(partial, 6, 3, ATTRS, 0)
+    writer.write(0, embeddings[:4])
+    assert writer.abandon().startswith("the 4 finished rows are kept in")
+    with h5py.File(partial, "r") as f:
+        assert f.attrs["rows_done"] == 4 and not f.attrs["complete"]
+    writer = EmbeddingWriter.open(partial, 6, 3, ATTRS, resume_position(output, ATTRS, overwrite=False))
+    writer.write(4, embeddings[4:])
+    writer.finish(output)
+    assert os.listdir(tmp_path) == ["x.hdf5"]
+    with h5py.File(output, "r") as f:
+        assert f["dataset"][...].tobytes() == embeddings.tobytes()
+        assert f.attrs["complete"] and f.attrs["rows_done"] == 6 and f.attrs["decoder"] == "pil"
