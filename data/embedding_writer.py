@@ -1,4 +1,5 @@
-"""Writing a file of embeddings: the resumable OUTPUT.partial of xray_to_hdf5.py, and the attributes it records.
+"""Writing a file of embeddings: the resumable OUTPUT.partial of xray_to_hdf5.py, the attributes it records, and
+a whole array in one go (write_embeddings, for synthetic data).
 
 The HDF5 layout (data/csv_hdf5.py): dataset 'dataset', float32 (rows, D), row i the embedding of CSV row i.
 xray_to_hdf5.py fills OUTPUT.partial in batches (EmbeddingWriter); ``rows_done`` says how far it got, so an
@@ -13,6 +14,7 @@ import h5py
 import numpy as np
 
 from data.csv_hdf5 import HDF5_DATASET, plain_attribute
+from utils.atomic import atomic_path
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
 from utils.run_lock import RunLock
@@ -111,8 +113,7 @@ class EmbeddingWriter:
         except OSError as err:
             raise UserError(f"{path}: cannot open for writing ({str(err).splitlines()[0]})") from None
         if created:
-            file.create_dataset(HDF5_DATASET, shape=(rows, dim), dtype=np.float32)
-            file.attrs.update(attrs)
+            _new_embeddings_file(file, rows, dim, attrs)
             file.attrs["rows_done"] = 0
             file.attrs["complete"] = False
             file.flush()
@@ -142,3 +143,17 @@ class EmbeddingWriter:
             return "nothing was written"
         return (f"the {self.rows_done} finished rows are kept in {self.path}: rerun the same command to resume "
                 "from there")
+
+
+def write_embeddings(hdf5_path, embeddings, attrs):
+    """A whole (rows, D) array as a file of embeddings with ``attrs``, written through a temporary file
+    (utils/atomic.py), so that a failure leaves no file and an older one as it was."""
+    with atomic_path(hdf5_path) as tmp, h5py.File(tmp, "w") as file:
+        _new_embeddings_file(file, *embeddings.shape, attrs)
+        file[HDF5_DATASET][...] = embeddings
+
+
+def _new_embeddings_file(file, rows, dim, attrs):
+    """The (rows, D) float32 dataset of an open, new HDF5 file, and the file's attributes."""
+    file.create_dataset(HDF5_DATASET, shape=(rows, dim), dtype=np.float32)
+    file.attrs.update(attrs)

@@ -8,11 +8,12 @@ the tests exercise the whole pipeline, with room for a selector to do better.
 """
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 
 import constants
+from data.csv_hdf5 import hdf5_path_for
+from data.embedding_writer import write_embeddings
 from data.labels import POSITIVE_VALUES
 
 SPLITS = ("train", "val", "test")
@@ -89,9 +90,7 @@ def _frame(kind, rows, rng):
 def write_pair(frame, embeddings, csv_path):
     """Write ``csv_path`` and its embeddings in the HDF5 beside it."""
     frame.to_csv(csv_path, index=False)
-    with h5py.File(os.path.splitext(csv_path)[0] + ".hdf5", "w") as f:
-        f.create_dataset("dataset", data=embeddings)
-        f.attrs["note"] = SYNTHETIC_NOTE
+    write_embeddings(hdf5_path_for(csv_path), embeddings, {"note": SYNTHETIC_NOTE})
 
 
 def label_embeddings(frame, conditions, centres, rng, noise=1.0):
@@ -115,9 +114,7 @@ def write_label_embeddings(csv_paths, conditions, dim=16, seed=0, noise=1.0):
     centres = synthetic_centres(dim, rng, len(conditions))
     for csv_path in csv_paths:
         embeddings = label_embeddings(pd.read_csv(csv_path), conditions, centres, rng, noise)
-        with h5py.File(os.path.splitext(csv_path)[0] + ".hdf5", "w") as f:
-            f.create_dataset("dataset", data=embeddings)
-            f.attrs["note"] = SYNTHETIC_NOTE
+        write_embeddings(hdf5_path_for(csv_path), embeddings, {"note": SYNTHETIC_NOTE})
 
 
 def write_synthetic_dataset(out, num_positive=2000, num_normal=1200, dim=512, seed=0, noise=2.0):

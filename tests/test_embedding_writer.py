@@ -1,11 +1,11 @@
-"""data/embedding_writer.py: where an unfinished OUTPUT.partial lets a run resume, read from hand-written files."""
+"""data/embedding_writer.py: resuming an unfinished OUTPUT.partial (hand-written files), and whole files in one go."""
 import os
 
 import h5py
 import numpy as np
 import pytest
 
-from data.embedding_writer import EmbeddingWriter, resume_position
+from data.embedding_writer import EmbeddingWriter, resume_position, write_embeddings
 from utils.errors import UserError
 
 ATTRS = {"csv_rows": 6, "csv_path_sha256": "ab12", "encoder": "moco", "model": "resnet18", "weights": "w.pth.tar",
@@ -64,3 +64,23 @@ def test_the_writer_stores_rows_in_order_and_renames_when_complete(tmp_path):
     with h5py.File(output, "r") as f:
         assert f["dataset"][...].tobytes() == embeddings.tobytes()
         assert f.attrs["complete"] and f.attrs["rows_done"] == 6 and f.attrs["decoder"] == "pil"
+
+
+def test_write_embeddings_gives_exactly_the_array_and_the_attributes(tmp_path):
+    embeddings = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    write_embeddings(str(tmp_path / "e.hdf5"), embeddings, {"note": "synthetic"})
+    with h5py.File(tmp_path / "e.hdf5", "r") as f:
+        assert list(f) == ["dataset"] and f["dataset"].dtype == np.float32
+        assert f["dataset"][...].tobytes() == embeddings.tobytes()
+        assert dict(f.attrs) == {"note": "synthetic"}
+    assert os.listdir(tmp_path) == ["e.hdf5"]
+
+
+def test_a_failed_write_leaves_the_older_file_as_it_was(tmp_path):
+    path = str(tmp_path / "e.hdf5")
+    write_embeddings(path, np.ones((2, 3), np.float32), {"note": "older"})
+    with pytest.raises(TypeError):  # h5py cannot store an arbitrary object as an attribute
+        write_embeddings(path, np.zeros((4, 3), np.float32), {"note": object()})
+    assert os.listdir(tmp_path) == ["e.hdf5"]
+    with h5py.File(path, "r") as f:
+        assert f["dataset"][...].tolist() == [[1.0] * 3] * 2 and f.attrs["note"] == "older"
