@@ -7,10 +7,10 @@
     python3 bench/embed.py --encoder torchxrayvision            # densenet121-res224-all (--weights NAME)
     python3 bench/embed.py --encoder timm --model vit_small_patch16_224
 
-Encoders other than MoCo-CXR get random weights (scripts/make_random_encoder_weights.py)
+Encoders other than MoCo-CXR get random weights (models/random_weights.py)
 unless --weights names real ones; the speed is the same.
 
-Synthetic images come from scripts/make_demo_images.py (NOT real X-rays); --unique
+Synthetic images come from data/synthetic_images.py (NOT real X-rays); --unique
 distinct files are written and listed again and again up to --num_images rows.
 Each stage is timed alone, one image or one batch at a time in this process, over
 up to --stage_images distinct images, after a warm-up pass: the median of
@@ -43,11 +43,11 @@ sys.path.insert(0, ROOT)
 from data.embedding_writer import EmbeddingWriter  # noqa: E402
 from data.images import (MAX_DEFAULT_WORKERS, decode, decode_jpegs, normalize, read_jpeg,  # noqa: E402
                          resize_and_crop, resize_and_crop_tensor, to_uint8_tensor)
+from data.synthetic_images import write_xray_image  # noqa: E402
 from bench.timing import median_ms  # noqa: E402
 from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
-from scripts.make_demo_images import moco_checkpoint, write_xray_image  # noqa: E402
-from scripts.make_random_encoder_weights import write_timm_weights, write_torchxrayvision_weights  # noqa: E402
+from models.random_weights import moco_checkpoint, write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small

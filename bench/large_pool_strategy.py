@@ -24,6 +24,7 @@ import argparse
 import glob
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -34,14 +35,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import constants  # noqa: E402
-import run_selector  # noqa: E402
 from data.synthetic import write_synthetic_dataset  # noqa: E402
 from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import load_xray_table  # noqa: E402
 from engine import selection_auroc  # noqa: E402
 from medselect.selection import choose_with_selector  # noqa: E402
 from models.baselines import select_baseline  # noqa: E402
-from models.checkpoint import checkpoint_config, load_checkpoint, selector_from_checkpoint  # noqa: E402
+from models.checkpoint import (LAST_CHECKPOINT, checkpoint_config, load_checkpoint,  # noqa: E402
+                               selector_from_checkpoint)
 from models.predictor import MeanPredictor  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 from utils.seeding import SELECT_XRAYS, derived_seed  # noqa: E402
@@ -128,16 +129,24 @@ def prepare_data(args):
 
 
 def train_selector(args, data):
-    """Meta-train with run_selector.py (settings TRAINING or --train_set); returns the best checkpoint's path."""
+    """Meta-train with run_selector.py (settings TRAINING or --train_set); returns the best checkpoint's path.
+
+    run_selector.py runs as a process of its own, as bench/embed.py runs xray_to_hdf5.py: its log lines go
+    to the same terminal, and its failure (one 'error:' line) ends this benchmark with its exit status.
+    """
     run = os.path.join(args.out, "selector")
-    last = os.path.join(run, run_selector.LAST_CHECKPOINT)
-    data_args = ["--train_pos_csv", data["train_pos"], "--train_norm_csv", data["train_norm"],
-                 "--val_pos_csv", data["val_pos"], "--val_norm_csv", data["val_norm"], "--out", run, "--device", "cpu"]
+    last = os.path.join(run, LAST_CHECKPOINT)
+    command = [sys.executable, os.path.join(ROOT, "run_selector.py"),
+               "--train_pos_csv", data["train_pos"], "--train_norm_csv", data["train_norm"],
+               "--val_pos_csv", data["val_pos"], "--val_norm_csv", data["val_norm"], "--out", run, "--device", "cpu"]
     if not os.path.exists(last):
-        run_selector.main(data_args + ["--overwrite", "--seed", str(args.seed)]
-                          + [part for setting in (args.train_set or TRAINING) for part in ("--set", setting)])
+        command += (["--overwrite", "--seed", str(args.seed)]
+                    + [part for setting in (args.train_set or TRAINING) for part in ("--set", setting)])
     else:  # continue an interrupted run (returns at once when it is complete)
-        run_selector.main(data_args + ["--resume", last])
+        command += ["--resume", last]
+    returncode = subprocess.run(command).returncode
+    if returncode != 0:
+        raise SystemExit(returncode)
     best = load_checkpoint(last)["progress"]["best_checkpoint"]
     return os.path.join(run, best) if best else sorted(glob.glob(os.path.join(run, "model_epoch*")))[-1]
 

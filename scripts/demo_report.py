@@ -18,7 +18,8 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from medselect.classification import ground_truth_auroc  # noqa: E402
-from scripts.make_demo_images import ACQUISITION_COLUMN, POOR, POOR_ACQUISITION_NOTE  # noqa: E402
+from data.synthetic import ACQUISITION_COLUMN, POOR  # noqa: E402
+from data.synthetic_images import POOR_ACQUISITION_NOTE  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
 from utils.plots import CURVES_FILE  # noqa: E402
 

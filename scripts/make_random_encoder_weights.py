@@ -15,38 +15,13 @@ import argparse
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.encoders import import_optional  # noqa: E402
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS  # noqa: E402
+from models.random_weights import write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 DEFAULT_TORCHXRAYVISION = ("densenet121-res224-all", "resnet50-res512-all")
-
-
-def write_torchxrayvision_weights(folder, name, seed=0):
-    """Random weights for torchxrayvision's ``name``, as the file it would download into ``folder``."""
-    xrv = import_optional("torchxrayvision")
-    torch.manual_seed(seed)
-    path = os.path.join(folder, os.path.basename(xrv.models.model_urls[name]["weights_url"]))
-    if name.startswith("densenet"):
-        torch.save(xrv.models.DenseNet(weights=None), path)
-    else:  # torchxrayvision's ResNet: a torchvision ResNet-50 with one input channel and 18 outputs
-        import torchvision
-        resnet = torchvision.models.resnet50(num_classes=len(xrv.models.model_urls[name]["labels"]))
-        resnet.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        torch.save(resnet.state_dict(), path)
-    return path
-
-
-def write_timm_weights(path, model_name, seed=0):
-    """A random-weight state dict of the timm model ``model_name`` (with its classifier head)."""
-    timm = import_optional("timm")
-    torch.manual_seed(seed)
-    torch.save(timm.create_model(model_name, pretrained=False).state_dict(), path)
-    return path
 
 
 def main(argv=None):

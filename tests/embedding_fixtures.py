@@ -17,7 +17,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
-from scripts.make_demo_images import moco_checkpoint
+from models.random_weights import moco_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAD_NAMES = {"resnet18": "fc", "resnet50": "fc", "densenet121": "classifier"}

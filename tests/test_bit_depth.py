@@ -10,7 +10,7 @@ from PIL import Image
 
 import xray_to_hdf5
 from data.images import MocoDeviceDecodePipeline, XrayImages, decode, decode_torchvision
-from scripts.make_demo_images import write_xray_image
+from data.synthetic_images import write_xray_image
 from tests.conftest import run_main
 from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv
 

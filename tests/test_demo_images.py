@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from data.images import load_xray, normalize
-from scripts.make_demo_images import (ACQUISITION_COLUMN, CHEXPERT_FOLDER, POOR, STANDARD, calibrate_batch_norm,
-                                      moco_checkpoint, write_chexpert_like_folder, write_xray_image)
+from data.synthetic import ACQUISITION_COLUMN, POOR, STANDARD
+from data.synthetic_images import CHEXPERT_FOLDER, write_chexpert_like_folder, write_xray_image
+from models.random_weights import calibrate_batch_norm, moco_checkpoint
 
 SIZE = 96
 FINDING_CENTRE = (int(0.75 * SIZE), int(0.5 * SIZE))  # (x, y) of finding 0 (angle 0), a bright patch

@@ -9,7 +9,7 @@ import torch
 import xray_to_hdf5
 from data.embedding_writer import EmbeddingWriter
 from data.images import decode_batch, load_xray, load_xray_torchvision, read_or_load_xray
-from scripts.make_demo_images import write_xray_image
+from data.synthetic_images import write_xray_image
 from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
 from tests.conftest import run_main
 

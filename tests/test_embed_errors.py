@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import xray_to_hdf5
-from scripts.make_demo_images import moco_checkpoint
+from models.random_weights import moco_checkpoint
 from tests.embedding_fixtures import (read_hdf5, reference_embeddings, relative_error, run_script, write_checkpoint,
                                       write_csv, write_images)
 from tests.conftest import run_main
