@@ -5,8 +5,9 @@ prepare_data.json beside them names the layout it read (chexpert, nih, mimic) an
 the label file, so a selector trained on NIH ChestX-ray14 and tested on MIMIC-CXR-JPG
 says so in its results.
 """
-import json
 import os
+
+from utils.json_files import read_json_object
 
 PREPARE_RECORD = "prepare_data.json"  # written by prepare_data.py beside the split CSVs
 UNKNOWN_ORIGINAL = "unknown (original checkpoint)"  # the original code's checkpoints record no data
@@ -16,7 +17,7 @@ UNKNOWN_NOT_RECORDED = "unknown (not recorded in the checkpoint)"
 def dataset_of(csv_path):
     """{'csv', 'folder', 'format', 'source'} of a split CSV; format and source are None without prepare_data.json."""
     folder = os.path.dirname(os.path.abspath(csv_path))
-    record = _prepare_record(os.path.join(folder, PREPARE_RECORD))
+    record = read_json_object(os.path.join(folder, PREPARE_RECORD))
     files = record.get("files") or [None]
     return {"csv": os.path.abspath(csv_path), "folder": folder, "format": record.get("format"), "source": files[0]}
 
@@ -57,13 +58,3 @@ def provenance_line(checkpoint_path, datasets, condition_map, group_of):
         line += " Conditions renamed for the test data (checkpoint → test column): " + ", ".join(
             f"{old} → {new} ({group_of[new]})" for old, new in condition_map.items()) + "."
     return line
-
-
-def _prepare_record(path):
-    """prepare_data.json as a dict; empty when absent or unreadable (it only labels the dataset)."""
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}

@@ -11,7 +11,6 @@ says otherwise with ``--set`` (e.g. ``--set USE_ASL=True``). The original saved
 some checkpoints from a selector wrapped in ``nn.DataParallel``, whose parameter
 names start with ``module.``; they are read with that prefix removed.
 """
-import json
 import logging
 import os
 
@@ -23,6 +22,7 @@ from models.lstm_selector import LSTMSelector
 from utils.atomic import atomic_torch_save
 from utils.config import default_config, with_all_conditions
 from utils.errors import UserError
+from utils.json_files import read_json_object
 from utils.logs import LOGGER_NAME
 
 LSTM_INPUT_WEIGHT = "LSTM.weight_ih_l0"  # (4 * hidden, input_size): tells the input size and hidden size
@@ -105,20 +105,11 @@ def checkpoint_training_csv(checkpoint, path):
     """
     data = checkpoint.get(TRAINING_DATA)
     if data is None and checkpoint.get("config") is not None:
-        run_config = _read_json(os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG))
+        run_config = read_json_object(os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG))
         if run_config.get("config") == checkpoint["config"] and run_config.get("seed") == checkpoint.get("seed"):
             data = run_config.get(TRAINING_DATA)
     entry = data.get(TRAINING_POSITIVES) if isinstance(data, dict) else None
     return entry.get("csv") if isinstance(entry, dict) else entry
-
-
-def _read_json(path):
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def selector_from_checkpoint(checkpoint, input_size, path):
