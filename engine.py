@@ -67,7 +67,7 @@ def random_selection(batch_size, pool_size, k, generator=None, device=None):
     return noise.topk(k, dim=-1).indices
 
 
-def selection_auroc(table, tasks, selection, predictor, query_embeddings=None):
+def selection_auroc(table, tasks, selection, classifier, query_embeddings=None):
     """Query-set AUROC of the classifier built from the selected pool positions.
 
     selection (B, K) pool positions -> (B,) AUROC. The classifier sees image
@@ -77,11 +77,11 @@ def selection_auroc(table, tasks, selection, predictor, query_embeddings=None):
     selected_labels = tasks.pool_labels.gather(1, selection)  # (B, K)
     if query_embeddings is None:
         query_embeddings = table.classifier_input(tasks.query_rows)  # (B, Q, D)
-    scores = predictor(table.classifier_input(selected_rows), selected_labels, query_embeddings)  # (B, Q)
+    scores = classifier(table.classifier_input(selected_rows), selected_labels, query_embeddings)  # (B, Q)
     return batched_auroc(tasks.query_labels, scores)
 
 
-def train_step(selector, optimizer, predictor, table, tasks, k, selection_generator, baseline_generator):
+def train_step(selector, optimizer, classifier, table, tasks, k, selection_generator, baseline_generator):
     """One REINFORCE update on a batch of tasks; returns per-batch means as floats.
 
     reward = AUROC(selector's K draws) - AUROC(K uniformly random distinct X-rays),
@@ -92,9 +92,9 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     selection, log_prob = sample_selection(logits, k, selection_generator)  # (B, K), (B,)
     with torch.no_grad():
         query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
-        auroc = selection_auroc(table, tasks, selection, predictor, query)
+        auroc = selection_auroc(table, tasks, selection, classifier, query)
         baseline = random_selection(len(tasks), logits.shape[1], k, baseline_generator, logits.device)
-        baseline_auroc = selection_auroc(table, tasks, baseline, predictor, query)
+        baseline_auroc = selection_auroc(table, tasks, baseline, classifier, query)
         reward = (auroc - baseline_auroc).to(log_prob.dtype)  # (B,)
     loss = -(reward * log_prob).mean()
     optimizer.zero_grad(set_to_none=True)
@@ -104,7 +104,7 @@ def train_step(selector, optimizer, predictor, table, tasks, k, selection_genera
     # the CPU overlaps this step's work on a GPU.
     stats = torch.stack([auroc.mean(), baseline_auroc.mean(), reward.mean().double(), loss.detach().double()])
     stats = dict(zip(("auroc", "baseline_auroc", "reward", "loss"), stats.tolist()))
-    predictor.report_missing_classes()
+    classifier.report_missing_classes()
     if not math.isfinite(stats["loss"]):
         raise NonFiniteLoss(f"the loss is {stats['loss']} (the selector's output is no longer finite)")
     return stats
@@ -135,7 +135,7 @@ def selector_positions(selector, table, tasks, k, mode=SAMPLE, generator=None):
 
 
 @torch.no_grad()
-def evaluate_selector(selector, predictor, table, task_set, k, batch_size, generator, modes=(SAMPLE,)):
+def evaluate_selector(selector, classifier, table, task_set, k, batch_size, generator, modes=(SAMPLE,)):
     """Per-task query AUROC (numpy, task order) of the selector on a fixed task set, for each selection mode.
 
     Returns {mode: (N,)}. The modes share one BiLSTM pass per batch: each selects from the same logits.
@@ -151,14 +151,14 @@ def evaluate_selector(selector, predictor, table, task_set, k, batch_size, gener
         query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
         for mode in modes:
             selection = select_from_logits(logits, k, mode, generator)  # (B, K)
-            aurocs[mode].append(selection_auroc(table, tasks, selection, predictor, query))
+            aurocs[mode].append(selection_auroc(table, tasks, selection, classifier, query))
     selector.train(was_training)
-    predictor.report_missing_classes()
+    classifier.report_missing_classes()
     return {mode: torch.cat(a).cpu().numpy().astype(np.float64) for mode, a in aurocs.items()}
 
 
 @torch.no_grad()
-def evaluate_random_selection(predictor, table, task_set, k, batch_size, seed):
+def evaluate_random_selection(classifier, table, task_set, k, batch_size, seed):
     """Per-task query AUROC (numpy, task order) of K distinct X-rays drawn uniformly at random.
 
     The draws are evaluate.py's 'random' baseline (task i's from the seed and i alone), so for the same
@@ -169,7 +169,7 @@ def evaluate_random_selection(predictor, table, task_set, k, batch_size, seed):
     for tasks in task_set.batches(batch_size, device):
         selection = select_baseline("random", table.classifier_input(tasks.pool_rows), k, seed,
                                     task_ids=range(first, first + len(tasks)))  # (B, K)
-        aurocs.append(selection_auroc(table, tasks, selection, predictor))
+        aurocs.append(selection_auroc(table, tasks, selection, classifier))
         first += len(tasks)
-    predictor.report_missing_classes()
+    classifier.report_missing_classes()
     return torch.cat(aurocs).cpu().numpy().astype(np.float64)

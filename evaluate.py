@@ -51,7 +51,7 @@ from models.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_
                                load_checkpoint, selector_from_checkpoint)
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from models.lstm_selector import initial_selector
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import apply_overrides, default_config
@@ -452,7 +452,7 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
     the shared work plus that K's)}}.
     """
     ks = list(dict.fromkeys(ks))
-    predictor = MeanPredictor("cosine")
+    classifier = MeanSimilarityClassifier("cosine")
     seconds = {k: dict.fromkeys(methods, 0.0) for k in ks}
     auroc = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
     selections = {k: {group: {m: [] for m in keep_selections} for group in task_sets} for k in ks}
@@ -486,7 +486,7 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
                         else:
                             chosen = select_prepared(inputs, k, seed, task_ids)  # (B, k)
                         seconds[k][method] += shared_seconds + _clock(device) - started
-                        auroc[k][group][method].append(selection_auroc(table, tasks, chosen, predictor, query).cpu())
+                        auroc[k][group][method].append(selection_auroc(table, tasks, chosen, classifier, query).cpu())
                         if method in keep_selections:
                             selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
                                                                  tasks.pool_labels.gather(1, chosen).cpu()))

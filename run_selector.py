@@ -28,7 +28,7 @@ from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, eval
 from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
 from models.lstm_selector import initial_selector
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
@@ -190,7 +190,7 @@ class MetaTrainingRun:
         self.selector, self.optimizer = selector, optimizer
         self.train_table, self.train_sampler = train_table, train_sampler
         self.val_table, self.val_tasks = val_table, val_tasks
-        self.predictor = MeanPredictor("cosine")
+        self.classifier = MeanSimilarityClassifier("cosine")
         self.selection_generator = torch_generator(seed, SELECTION, device)
         self.baseline_generator = torch_generator(seed, RANDOM_BASELINE, device)
         self.steps_per_epoch = math.ceil(config["NUM_META_TRAIN_TASKS"] / config["BATCH_SIZE"])
@@ -240,7 +240,7 @@ class MetaTrainingRun:
 
     def _step(self, epoch, iteration, tasks):
         try:
-            stats = train_step(self.selector, self.optimizer, self.predictor, self.train_table, tasks,
+            stats = train_step(self.selector, self.optimizer, self.classifier, self.train_table, tasks,
                                self.config["K"], self.selection_generator, self.baseline_generator)
         except NonFiniteLoss as err:
             last = os.path.join(self.out, LAST_CHECKPOINT)
@@ -261,7 +261,7 @@ class MetaTrainingRun:
 
     def _validate_and_save(self, epoch, iteration):
         generator = torch_generator(self.seed, VALIDATION_SELECTION, self.device)
-        aurocs = evaluate_selector(self.selector, self.predictor, self.val_table, self.val_tasks, self.config["K"],
+        aurocs = evaluate_selector(self.selector, self.classifier, self.val_table, self.val_tasks, self.config["K"],
                                    self.config["BATCH_SIZE"], generator, modes=VALIDATION_MODES)
         sample_auroc, topk_auroc = float(aurocs[SAMPLE].mean()), float(aurocs[TOPK].mean())
         random_auroc = self._random_baseline_auroc()
@@ -306,7 +306,7 @@ class MetaTrainingRun:
         last.pt: a resumed run reports the same number, even on another device.
         """
         if self.progress["val_random_auroc"] is None:
-            aurocs = evaluate_random_selection(self.predictor, self.val_table, self.val_tasks, self.config["K"],
+            aurocs = evaluate_random_selection(self.classifier, self.val_table, self.val_tasks, self.config["K"],
                                                self.config["BATCH_SIZE"], self.seed)
             self.progress["val_random_auroc"] = float(aurocs.mean())
             self.log.info("meta-val random-selection AUROC %.4f: K random X-rays per task, the same draws for every "

@@ -43,7 +43,7 @@ from medselect.selection import choose_with_selector  # noqa: E402
 from models.baselines import select_baseline  # noqa: E402
 from models.checkpoint import (LAST_CHECKPOINT, checkpoint_config, load_checkpoint,  # noqa: E402
                                selector_from_checkpoint)
-from models.predictor import MeanPredictor  # noqa: E402
+from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 from utils.seeding import SELECT_XRAYS, derived_seed  # noqa: E402
 from utils.stats import mean_with_ci, paired_difference  # noqa: E402
@@ -154,7 +154,7 @@ def train_selector(args, data):
 @torch.no_grad()
 def score_strategies(selector, table, task_set, k, trained_size, seed):
     """Per-task query AUROC of every strategy x selection and of the references: {name: (tasks,)}."""
-    predictor = MeanPredictor("cosine")
+    classifier = MeanSimilarityClassifier("cosine")
     scores = {f"{strategy}-{selection}": [] for strategy in STRATEGIES for selection in SELECTIONS}
     scores.update({name: [] for name in REFERENCES})
     first = 0
@@ -171,7 +171,7 @@ def score_strategies(selector, table, task_set, k, trained_size, seed):
                     selector, pool, k, trained_size, mode, strategy,
                     torch.Generator().manual_seed(derived_seed(seed, SELECT_XRAYS) + first + b))[0]
                     for b, pool in enumerate(pools)])  # (B, K)
-            scores[name].append(selection_auroc(table, tasks, selection, predictor))
+            scores[name].append(selection_auroc(table, tasks, selection, classifier))
         first += len(tasks)
     return {name: torch.cat(values).numpy().astype(np.float64) for name, values in scores.items()}
 

@@ -32,7 +32,7 @@ from data.tasks import FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import XrayTable  # noqa: E402
 from engine import random_selection, sample_selection, selection_auroc  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
-from models.predictor import MeanPredictor  # noqa: E402
+from models.classifier import MeanSimilarityClassifier  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]
@@ -81,7 +81,7 @@ class OursStep:
     def __init__(self, table, shape, args, device):
         self.table, self.args, self.device = table, args, device
         self.sampler = TaskSampler(table, CONDITIONS, shape, seed=0, stream=0)
-        self.predictor = MeanPredictor()
+        self.classifier = MeanSimilarityClassifier()
         self.generator = torch.Generator(device=device).manual_seed(0)
         self.tasks = self.draw()
         self.logits = torch.randn(args.batch, args.pool, device=device, requires_grad=True)
@@ -96,11 +96,11 @@ class OursStep:
         return sample_selection(self.logits, self.args.k, self.generator)
 
     def reward(self, selection):
-        return selection_auroc(self.table, self.tasks, selection, self.predictor)
+        return selection_auroc(self.table, self.tasks, selection, self.classifier)
 
     def baseline(self):
         selection = random_selection(self.args.batch, self.args.pool, self.args.k, self.generator, self.device)
-        return selection_auroc(self.table, self.tasks, selection, self.predictor)
+        return selection_auroc(self.table, self.tasks, selection, self.classifier)
 
 
 def time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb, table, shape):
@@ -177,7 +177,7 @@ def time_validation(args, positive_frame, normal_frame, positive_emb, normal_emb
     start = time.perf_counter()
     task_set = FixedTaskSet(sampler, args.val_tasks)
     draw_once_ms = (time.perf_counter() - start) * 1000
-    predictor = MeanPredictor()
+    classifier = MeanSimilarityClassifier()
 
     def ours():
         generator = torch.Generator(device=device).manual_seed(0)
@@ -185,7 +185,7 @@ def time_validation(args, positive_frame, normal_frame, positive_emb, normal_emb
             table.selector_input(tasks.pool_rows, reuse_buffer=True)
             logits = torch.randn(len(tasks), args.pool, device=device)
             selection, _ = sample_selection(logits, args.k, generator)
-            selection_auroc(table, tasks, selection, predictor)
+            selection_auroc(table, tasks, selection, classifier)
 
     reference = ReferenceTaskDataset(positive_frame, normal_frame, positive_emb, normal_emb, args.pool, 0.5,
                                      args.query, 0.5, CONDITIONS)

@@ -29,7 +29,7 @@ from bench.train_step import CONDITIONS, make_frames, make_table  # noqa: E402
 from data.tasks import VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from engine import evaluate_random_selection, evaluate_selector, select_from_logits, selection_auroc  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
-from models.predictor import MeanPredictor  # noqa: E402
+from models.classifier import MeanSimilarityClassifier  # noqa: E402
 
 
 def get_args_parser():
@@ -64,11 +64,11 @@ def main(argv=None):
     shape = TaskShape(args.pool, math.ceil(args.pool / 2), args.query, math.ceil(args.query / 2))
     task_set = FixedTaskSet(TaskSampler(table, CONDITIONS, shape, 0, VALIDATION_STREAM), args.val_tasks)
     selector = LSTMSelector(args.dim).to(device)
-    predictor = MeanPredictor()
+    classifier = MeanSimilarityClassifier()
 
     def validation(modes):
         generator = torch.Generator(device=device).manual_seed(0)
-        return lambda: evaluate_selector(selector, predictor, table, task_set, args.k, args.batch, generator, modes)
+        return lambda: evaluate_selector(selector, classifier, table, task_set, args.k, args.batch, generator, modes)
 
     # Alternated, so that a change of the machine's load (a shared CPU) affects both alike.
     sample_only, sample_and_topk = validation(("sample",)), validation(("sample", "topk"))
@@ -83,10 +83,10 @@ def main(argv=None):
     def topk_work():
         for tasks, batch_logits in zip(batches, logits):
             query = table.classifier_input(tasks.query_rows)  # (B, Q, D), shared with sample mode in the run
-            selection_auroc(table, tasks, select_from_logits(batch_logits, args.k, "topk"), predictor, query)
+            selection_auroc(table, tasks, select_from_logits(batch_logits, args.k, "topk"), classifier, query)
 
     topk_ms = median_ms(topk_work, args.repeats, device)
-    random_ms = median_ms(lambda: evaluate_random_selection(predictor, table, task_set, args.k, args.batch, 0),
+    random_ms = median_ms(lambda: evaluate_random_selection(classifier, table, task_set, args.k, args.batch, 0),
                           args.repeats, device)
     added_ms = both_ms - sample_ms
     print("| meta-validation | ms | ms / task | vs. sample only |")

@@ -13,7 +13,7 @@ import torch
 
 from data.labels import NEGATIVE, POSITIVE_VALUES
 from medselect.pool import PATH_COLUMN, load_pool, read_table
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
 from utils.metrics import batched_auroc
@@ -79,14 +79,14 @@ def binary_labels(values, label_column, source):
 
 @torch.no_grad()
 def cosine_scores(labeled_embeddings, labels, embeddings):
-    """MeanPredictor("cosine") of training: (K, D) labelled, (K,) labels, (Q, D) -> (Q,) float32 scores."""
-    predictor = MeanPredictor("cosine")
+    """MeanSimilarityClassifier("cosine") of training: (K, D) labelled, (K,) labels, (Q, D) -> (Q,) float32 scores."""
+    classifier = MeanSimilarityClassifier("cosine")
     selected = torch.from_numpy(labeled_embeddings)[None]  # (1, K, D)
     selected_labels = torch.from_numpy(labels)[None]  # (1, K)
     scores = []
     for start in range(0, len(embeddings), QUERY_ROWS_PER_STEP):
         query = torch.from_numpy(embeddings[start:start + QUERY_ROWS_PER_STEP])[None]  # (1, q, D)
-        scores.append(predictor(selected, selected_labels, query)[0])  # (q,)
+        scores.append(classifier(selected, selected_labels, query)[0])  # (q,)
     return torch.cat(scores).numpy()
 
 

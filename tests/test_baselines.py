@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from models.baselines import (BASELINE_METHODS, PROBCOVER_DELTAS, RANDOM_STREAMS, TYPICLUST_NEIGHBOURS, kmeans,
                               kmedoids_plus_plus, probcover_delta, pairwise_distances, select_baseline, typicality)
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils.metrics import batched_auroc
 from utils.seeding import BASELINE_SELECTION
 
@@ -190,7 +190,7 @@ def test_kmedoids_beats_random_when_positives_form_tight_clusters():
     pool_labels = torch.from_numpy(np.tile(labels, (tasks, 1)))
 
     def mean_auroc(selection):
-        scores = MeanPredictor("cosine")(pool.gather(1, selection.unsqueeze(-1).expand(-1, -1, dim)),
+        scores = MeanSimilarityClassifier("cosine")(pool.gather(1, selection.unsqueeze(-1).expand(-1, -1, dim)),
                                          pool_labels.gather(1, selection), query)
         return batched_auroc(torch.from_numpy(np.tile(query_labels, (tasks, 1))), scores).mean().item()
 

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 import classify_xrays
 import medselect.classification
 from medselect.classification import classify, ground_truth_auroc
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from tests.medselect_helpers import write_pool
 from tests.conftest import run_main
 from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
@@ -72,7 +72,7 @@ def test_scores_equal_the_training_classifier_and_a_numpy_loop(tmp_path, labelle
     pd.testing.assert_frame_equal(predictions[frame.columns], frame.iloc[rest].reset_index(drop=True))
     expected = numpy_cosine_scores(embeddings[LABELLED], labels, embeddings[rest])
     np.testing.assert_allclose(predictions["score"], expected, rtol=1e-5, atol=1e-6)
-    training = MeanPredictor("cosine")(torch.from_numpy(embeddings[LABELLED])[None], torch.from_numpy(labels)[None],
+    training = MeanSimilarityClassifier("cosine")(torch.from_numpy(embeddings[LABELLED])[None], torch.from_numpy(labels)[None],
                                        torch.from_numpy(embeddings[rest])[None])[0].numpy()
     ours = predictions["score"].to_numpy(dtype=np.float32)
     if rows_per_step > len(rest):  # the very same call: identical numbers

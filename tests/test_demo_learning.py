@@ -18,7 +18,7 @@ from data.tasks import HELD_OUT_TEST_STREAM, TRAIN_STREAM, FixedTaskSet, TaskSam
 from data.xray_table import load_xray_table
 from engine import SAMPLE, evaluate_selector, selector_positions, train_step
 from models.lstm_selector import LSTMSelector
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 
 # 16-D embeddings whose noise leaves uniform selections an AUROC near the demo's (about 0.6), and the
 # demo's task shape. A 32-unit selector at a high learning rate learns in 80 steps (a few seconds).
@@ -63,22 +63,22 @@ def trained(tmp_path_factory, one_thread):
     selector = LSTMSelector(DIM, hidden_size=32)
     untrained = copy.deepcopy(selector)
     optimizer = torch.optim.Adam(selector.parameters(), lr=LEARNING_RATE)
-    predictor = MeanPredictor()
+    classifier = MeanSimilarityClassifier()
     sampler = TaskSampler(train_table, constants.NON_HOLD_OUT, SHAPE, 0, TRAIN_STREAM)
     selection, baseline = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     for step in range(STEPS):
         tasks = sampler.draw(range(step * BATCH_SIZE, (step + 1) * BATCH_SIZE))
-        train_step(selector, optimizer, predictor, train_table, tasks, K, selection, baseline)
+        train_step(selector, optimizer, classifier, train_table, tasks, K, selection, baseline)
 
     held_out = FixedTaskSet(TaskSampler(test_table, constants.HOLD_OUT, SHAPE, 0, HELD_OUT_TEST_STREAM),
                             EVALUATION_TASKS)
     return {"selector": selector, "untrained": untrained, "table": test_table, "poor": test_poor,
-            "tasks": held_out, "predictor": predictor}
+            "tasks": held_out, "classifier": classifier}
 
 
 def held_out_auroc(run, selector, mode):
     """Per-task query AUROC (numpy) on the held-out conditions, the same draws for every selector."""
-    return evaluate_selector(selector, run["predictor"], run["table"], run["tasks"], K, EVALUATION_TASKS,
+    return evaluate_selector(selector, run["classifier"], run["table"], run["tasks"], K, EVALUATION_TASKS,
                              torch.Generator().manual_seed(3), modes=(mode,))[mode]
 
 

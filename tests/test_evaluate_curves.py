@@ -82,9 +82,9 @@ def test_every_k_selects_from_the_same_pools(data, tmp_path, monkeypatch):
     seen = {}
     real_auroc = evaluate.selection_auroc
 
-    def recording_auroc(table, tasks, selection, predictor, query):
+    def recording_auroc(table, tasks, selection, classifier, query):
         seen.setdefault(selection.shape[1], []).append((tasks.pool_rows.clone(), tasks.query_rows.clone()))
-        return real_auroc(table, tasks, selection, predictor, query)
+        return real_auroc(table, tasks, selection, classifier, query)
 
     monkeypatch.setattr(evaluate, "selection_auroc", recording_auroc)
     run(data, tmp_path / "out", "--k", "3,6", "--methods", "medselect-topk,random,kmedoids")
@@ -132,9 +132,9 @@ def test_prevalence_rows_are_those_of_a_run_at_that_fraction_alone(data, tmp_pat
     pools = {}
     real_auroc = evaluate.selection_auroc
 
-    def recording_auroc(table, tasks, selection, predictor, query):
+    def recording_auroc(table, tasks, selection, classifier, query):
         pools.setdefault(tasks.pool_labels.shape, []).append((tasks.pool_labels.sum(1), tasks.query_labels.sum(1)))
-        return real_auroc(table, tasks, selection, predictor, query)
+        return real_auroc(table, tasks, selection, classifier, query)
 
     monkeypatch.setattr(evaluate, "selection_auroc", recording_auroc)
     results, per_task, figures = run(data, tmp_path / "curve", "--pos_frac", "0.5,0.1", monkeypatch=monkeypatch)

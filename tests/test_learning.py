@@ -5,7 +5,7 @@ from data.tasks import TaskBatch
 from data.xray_table import XrayTable
 from engine import train_step
 from models.lstm_selector import LSTMSelector
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 
 
 def make_tasks(generator, num_tasks=16, pool=20, query=10, dim=8):
@@ -45,11 +45,11 @@ def test_training_learns_to_avoid_junk():
     generator = torch.Generator().manual_seed(0)
     selector = LSTMSelector(8, hidden_size=16)
     optimizer = torch.optim.Adam(selector.parameters(), lr=3e-2)
-    predictor = MeanPredictor()
+    classifier = MeanSimilarityClassifier()
     assert 0.35 < junk_probability(selector, generator) < 0.65  # untrained: about half on junk
     rewards = []
     for _ in range(80):
         table, tasks, _ = make_tasks(generator)
-        rewards.append(train_step(selector, optimizer, predictor, table, tasks, 4, generator, generator)["reward"])
+        rewards.append(train_step(selector, optimizer, classifier, table, tasks, 4, generator, generator)["reward"])
     assert junk_probability(selector, generator) < 0.2
     assert sum(rewards[-20:]) / 20 > 0.1  # its draws now beat random draws from the same pools

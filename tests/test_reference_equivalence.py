@@ -9,7 +9,7 @@ from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_c
 from data.tasks import TaskBatch
 from data.xray_table import XrayTable
 from engine import sample_selection, selection_auroc
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils.metrics import batched_auroc
 
 
@@ -43,7 +43,7 @@ def test_selection_auroc_equals_reference_gather_scores_and_sklearn(reference_ba
     selected, labels = reference_gather(reference_batch["pool"], reference_batch["pool_labels"], idx)
     expected = reference_aurocs(reference_batch["query_labels"],
                                 reference_scores(selected, labels, reference_batch["query"]))
-    ours = selection_auroc(table, tasks, torch.from_numpy(idx), MeanPredictor())
+    ours = selection_auroc(table, tasks, torch.from_numpy(idx), MeanSimilarityClassifier())
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-6)
 
 
@@ -51,7 +51,7 @@ def test_random_baseline_equals_reference_masked_full_pool(reference_batch):
     table, tasks = as_task_batch(reference_batch)
     expected, mask = reference_random_baseline(reference_batch, 6, 40, np.random.RandomState(0))
     selection = torch.stack([torch.nonzero(row).flatten() for row in mask])  # the same K X-rays, as indices
-    ours = selection_auroc(table, tasks, selection, MeanPredictor())
+    ours = selection_auroc(table, tasks, selection, MeanSimilarityClassifier())
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-6)
 
 

@@ -147,14 +147,14 @@ def test_classifier_ignores_asl_in_validation(tmp_path):
     from data.tasks import FixedTaskSet, TaskSampler, TaskShape
     from data.xray_table import load_xray_table
     from engine import selection_auroc
-    from models.predictor import MeanPredictor
+    from models.classifier import MeanSimilarityClassifier
 
     pos_csv, norm_csv = write_tiny_split(tmp_path, "s")
     conditions = ["Edema"]
     table = load_xray_table(pos_csv, norm_csv, conditions, use_asl=True)
     tasks = next(FixedTaskSet(TaskSampler(table, conditions, TaskShape(20, 10, 10, 5), 0, 1), 3).batches(3))
     selection = torch.tensor([[0, 1, 2, 3, 4, 5]] * 3)
-    ours = selection_auroc(table, tasks, selection, MeanPredictor()).numpy()
+    ours = selection_auroc(table, tasks, selection, MeanSimilarityClassifier()).numpy()
     embeddings = table.embeddings.numpy()  # image embeddings only, no ASL columns
     for b in range(3):
         chosen = tasks.pool_rows[b, :6].numpy()

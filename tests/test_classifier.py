@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.predictor import MeanPredictor
+from models.classifier import MeanSimilarityClassifier
 from utils.logs import LOGGER_NAME
 
 
@@ -38,20 +38,20 @@ def test_matches_plain_loop_with_repeats_and_an_empty_class(mode):
     selected = np.take_along_axis(pool, selection[..., None], axis=1)
     labels = np.take_along_axis(pool_labels, selection, axis=1)
     query = rng.normal(size=(3, 7, 5))
-    ours = MeanPredictor(mode)(torch.tensor(selected), torch.tensor(labels), torch.tensor(query)).numpy()
+    ours = MeanSimilarityClassifier(mode)(torch.tensor(selected), torch.tensor(labels), torch.tensor(query)).numpy()
     np.testing.assert_allclose(ours, loop_scores(selected, labels, query, mode), rtol=1e-6, atol=1e-9)
 
 
 def test_empty_class_warns_once(caplog):
-    predictor = MeanPredictor()
+    classifier = MeanSimilarityClassifier()
     selected, query = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
     no_positive = torch.zeros(2, 3, dtype=torch.long)
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
-        predictor(selected, no_positive, query)
-        predictor(selected, no_positive, query)
+        classifier(selected, no_positive, query)
+        classifier(selected, no_positive, query)
     assert len([r for r in caplog.records if "no selected positive" in r.message]) == 1
 
 
 def test_unknown_mode_refused():
     with pytest.raises(ValueError):
-        MeanPredictor("manhattan")
+        MeanSimilarityClassifier("manhattan")

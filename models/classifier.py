@@ -10,7 +10,7 @@ from utils.logs import LOGGER_NAME
 log = logging.getLogger(LOGGER_NAME)
 
 
-class MeanPredictor(nn.Module):
+class MeanSimilarityClassifier(nn.Module):
     """Scores query X-rays by their mean similarity to the selected positives vs. negatives.
 
     cosine:    score(x) = mean_{s in pos} cos(x, s) - mean_{s in neg} cos(x, s)
@@ -18,7 +18,7 @@ class MeanPredictor(nn.Module):
 
     The means run over the K selected slots, so an X-ray selected twice counts
     twice. A task with no selected positive (or negative) gets 0 for that mean;
-    this is reported once per predictor, not once per task. No training, no
+    this is reported once per classifier, not once per task. No training, no
     parameters; batched over tasks.
     """
 
@@ -60,7 +60,7 @@ class MeanPredictor(nn.Module):
                 else self._pending_empty_class + missing
 
     def report_missing_classes(self):
-        """Log, once per predictor, if some task had no selected positive or no selected negative."""
+        """Log, once per classifier, if some task had no selected positive or no selected negative."""
         if self._warned_empty_class or self._pending_empty_class is None:
             return
         no_positive, no_negative = self._pending_empty_class.tolist()
