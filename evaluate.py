@@ -28,30 +28,25 @@ prevalence_curve.png in place of auroc_by_condition.png.
 """
 import argparse
 import contextlib
-import math
 import os
-import time
-from typing import NamedTuple
 
-import numpy as np
-import torch
-from tqdm import tqdm
 
 from data.conditions import NOT_CONDITIONS, parse_condition_map, rename_conditions, suggestion
 from data.csv_hdf5 import read_csv
 from data.embedding_origin import check_same_encoder
 from data.provenance import dataset_of, is_transfer, provenance_line, training_dataset
-from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from data.xray_table import load_xray_table
-from engine import SAMPLE, SAMPLE_DISTINCT, SELECTION_MODES, TOPK, select_from_logits, selection_auroc, selector_logits
+from engine import SAMPLE, SELECTION_MODES
 from evaluation import curves
-from evaluation.selection_analysis import QUANTITIES, compare_selections, read_demographics, selection_quantities
-from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
+from evaluation.meta_test import (ALL_GROUPS, GROUPS, MEDSELECT_MODES, METHODS, OVERALL, RESULT_COLUMNS, UNTRAINED,
+                                  Evaluation, analyse_selections, evaluate_methods, load_selectors, meta_test_tasks,
+                                  selection_mode, summarize)
+from evaluation.report import markdown_report, per_task_csv
+from evaluation.selection_analysis import QUANTITIES, read_demographics
+from models.baselines import BASELINE_METHODS
 from models.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
-                               load_checkpoint, selector_from_checkpoint)
+                               load_checkpoint)
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
-from models.lstm_selector import initial_selector
-from models.classifier import MeanSimilarityClassifier
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import apply_overrides, default_config
@@ -61,26 +56,13 @@ from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
-from utils.seeding import EVALUATION_BOOTSTRAP, TEST_SELECTION, derived_seed
-from utils.stats import CONFIDENCE, mean_with_ci, paired_difference
+from utils.seeding import EVALUATION_BOOTSTRAP, derived_seed
+from utils.stats import CONFIDENCE
 
-MEDSELECT, UNTRAINED = "medselect", "medselect-untrained"
-# MedSelect variant -> its selection mode (None: the mode of --selection). The order is that of the paired
-# differences: each variant is compared with every variant after it and with every baseline.
-MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": SAMPLE, "medselect-sample-distinct": SAMPLE_DISTINCT,
-                   "medselect-topk": TOPK, UNTRAINED: None}
-METHODS = tuple(MEDSELECT_MODES) + BASELINE_METHODS
 DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
-GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
-TASK_STREAMS = {"seen": TEST_STREAM, "unseen": HELD_OUT_TEST_STREAM}  # independent tasks for the two groups
-ALL_GROUPS = "all"  # the seen and unseen tasks together
-OVERALL = "overall"  # the condition label of a row that covers every task of its group
 ANALYSED_BASELINE = "kmedoids"  # the paper compares what MedSelect selects with what its k-medoids selects
 RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
                 "selection_analysis.csv", "selection_analysis.png", *curves.CURVE_FILES)
-# diff_vs_medselect = reference - method, on the same tasks; reference names the MedSelect variant.
-RESULT_COLUMNS = ("group", "condition", "method", "num_tasks", "mean_auroc", "ci_low", "ci_high",
-                  "reference", "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
 
 
 def get_args_parser():
@@ -258,41 +240,10 @@ def compare_methods(args, on_exit):
     return 0
 
 
-class Evaluation(NamedTuple):
-    """The evaluation of one point of a curve (or the one evaluation without a curve)."""
-    value: object  # the point's K or pool positive fraction; None without a curve
-    config: dict  # the configuration with that value set
-    task_sets: dict  # {group: FixedTaskSet}
-    outcome: dict  # evaluate_methods's result at the point's K
-    rows: list  # summarize's result rows
-
-
-def load_selectors(checkpoint, path, variants, input_size, seed, log):
-    """{MedSelect variant: its selector}: the trained variants share the checkpoint's selector."""
-    if not variants:
-        return {}
-    trained = selector_from_checkpoint(checkpoint, input_size, path)
-    selectors = {m: trained for m in variants if m != UNTRAINED}
-    if UNTRAINED in variants:
-        untrained_seed = checkpoint_seed(checkpoint, seed)
-        selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
-                                                trained.num_layers)
-        log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
-                 "the seed stored in the checkpoint" if "seed" in checkpoint else
-                 "--seed: the checkpoint does not record the seed of its run")
-    return selectors
-
-
-def meta_test_tasks(table, groups, shape, seed, num_tasks):
-    """{group: FixedTaskSet}: tasks 0..num_tasks-1 of each group's own stream."""
-    return {group: FixedTaskSet(TaskSampler(table, group_conditions, shape, seed, TASK_STREAMS[group]), num_tasks)
-            for group, group_conditions in groups.items()}
-
-
 def one_evaluation_results(evaluation, methods, num_tasks, args, analysed, demographics, embeddings):
     """(report, files, figures, result rows, selection-analysis rows) of an evaluation at one K and prevalence."""
     config, task_sets, outcome, rows = evaluation.config, evaluation.task_sets, evaluation.outcome, evaluation.rows
-    report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args)
+    report = markdown_report(rows, methods, outcome["seconds_per_task"], num_tasks, config, args.selection, args.seed)
     figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
         rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
     files = {"results.csv": csv_text(rows, RESULT_COLUMNS),
@@ -314,7 +265,8 @@ def curve_results(sweep, evaluations, methods, num_tasks, groups, args):
     overall = [r for r in rows if r["condition"] == OVERALL]
     shown = [g for g in (*groups, ALL_GROUPS) if any(r["group"] == g for r in overall)]
     sections = [f"## {sweep.label(e.value, e.config)}\n\n"
-                + markdown_report(e.rows, methods, e.outcome["seconds_per_task"], num_tasks, e.config, args)
+                + markdown_report(e.rows, methods, e.outcome["seconds_per_task"], num_tasks, e.config, args.selection,
+                                  args.seed)
                 for e in evaluations]
     report = "\n".join([curves.overview_markdown(sweep, overall, methods, shown), *sections])
     panels = {group: {m: curves.curve_points(overall, sweep, group, m) for m in methods} for group in groups}
@@ -336,20 +288,6 @@ def parse_methods(text):
         raise UserError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                         f"valid: {', '.join(METHODS)}")
     return list(dict.fromkeys(methods))
-
-
-def selection_mode(variant, selection):
-    """'sample' or 'topk': the selection mode of a MedSelect variant, given --selection."""
-    return MEDSELECT_MODES[variant] or selection
-
-
-def paired_references(methods):
-    """{method: [MedSelect variants it is compared with]}: each variant against every baseline and every
-    variant after it in MEDSELECT_MODES's order (so untrained against trained, topk against sample)."""
-    variants = [m for m in MEDSELECT_MODES if m in methods]
-    return {method: [v for v in variants if method not in MEDSELECT_MODES
-                     or list(MEDSELECT_MODES).index(method) > list(MEDSELECT_MODES).index(v)]
-            for method in methods}
 
 
 def analysed_methods(methods):
@@ -435,190 +373,6 @@ def lock_output_folder(out, overwrite, on_exit):
 def _remove_if_empty(folder):
     with contextlib.suppress(OSError):
         os.rmdir(folder)
-
-
-def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selection, seed, device,
-                     keep_selections=(), description="meta-test"):
-    """Per-task query AUROC of every method at every K of ``ks`` on every task set.
-
-    ``selectors`` maps each MedSelect variant of ``methods`` to its selector; ``selection`` is the
-    mode of the variants without their own. Every method gets the same TaskBatch (same pools, same
-    query sets) at every K, and what does not depend on K is computed once per batch: the query
-    embeddings, the selector's logits (once per selector, for all its variants), the baselines'
-    PreparedPools. Each (variant, K) draws from a generator of its own, seeded as an evaluation at that K
-    alone seeds it, so every K's numbers are that evaluation's. Returns {k: {'auroc': {group: {method:
-    (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels of the selected
-    X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method: float} (selection time:
-    the shared work plus that K's)}}.
-    """
-    ks = list(dict.fromkeys(ks))
-    classifier = MeanSimilarityClassifier("cosine")
-    seconds = {k: dict.fromkeys(methods, 0.0) for k in ks}
-    auroc = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
-    selections = {k: {group: {m: [] for m in keep_selections} for group in task_sets} for k in ks}
-    total = sum(len(tasks) for tasks in task_sets.values())
-    with tqdm(total=total, desc=description, unit="task", dynamic_ncols=True) as bar:
-        for group, task_set in task_sets.items():
-            # MedSelect's draws for a group do not depend on which other groups, methods or K are evaluated: each
-            # sampling variant draws from its own generator at each K, seeded alike (common random numbers).
-            group_seed = derived_seed(derived_seed(seed, TEST_SELECTION), list(GROUPS).index(group))
-            generators = {(m, k): torch.Generator(device=device).manual_seed(group_seed) for m in selectors for k in ks}
-            first = 0
-            for tasks in task_set.batches(batch_size, device):
-                task_ids = range(first, first + len(tasks))
-                query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
-                logits = {}  # selector -> ((B, P) logits, seconds to compute them)
-                for method in methods:
-                    started = _clock(device)
-                    if method in selectors:
-                        if selectors[method] not in logits:
-                            logits[selectors[method]] = (selector_logits(selectors[method], table, tasks),
-                                                         _clock(device) - started)
-                        inputs, shared_seconds = logits[selectors[method]]
-                    else:
-                        inputs = prepare_pools(method, table.classifier_input(tasks.pool_rows))
-                        shared_seconds = _clock(device) - started
-                    for k in ks:
-                        started = _clock(device)
-                        if method in selectors:
-                            chosen = select_from_logits(inputs, k, selection_mode(method, selection),
-                                                        generators[(method, k)])  # (B, k)
-                        else:
-                            chosen = select_prepared(inputs, k, seed, task_ids)  # (B, k)
-                        seconds[k][method] += shared_seconds + _clock(device) - started
-                        auroc[k][group][method].append(selection_auroc(table, tasks, chosen, classifier, query).cpu())
-                        if method in keep_selections:
-                            selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
-                                                                 tasks.pool_labels.gather(1, chosen).cpu()))
-                first += len(tasks)
-                bar.update(len(tasks))
-    return {k: {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
-                          for g, by in auroc[k].items()},
-                "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),
-                                      "labels": torch.cat([lab for _, lab in s]).numpy()} for m, s in by.items()}
-                              for g, by in selections[k].items()},
-                "seconds_per_task": {m: s / total for m, s in seconds[k].items()}}
-            for k in ks}
-
-
-def _clock(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
-    """Result rows: per group, per condition and overall, each method's mean AUROC and CI, once per
-    MedSelect variant it is compared with (``reference``), with that variant's paired difference to
-    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none."""
-    cells = []  # (group, condition, {method: per-task AUROC})
-    for group, task_set in task_sets.items():
-        condition_ids = task_set.condition_ids()
-        scores = outcome["auroc"][group]
-        for index, condition in enumerate(task_set.conditions):
-            chosen = condition_ids == index
-            cells.append((group, condition, {m: s[chosen] for m, s in scores.items()}))
-        cells.append((group, OVERALL, scores))
-    if len(task_sets) > 1:
-        cells.append((ALL_GROUPS, OVERALL, {m: np.concatenate([outcome["auroc"][g][m] for g in task_sets])
-                                            for m in methods}))
-    references = paired_references(methods)
-    rows = []
-    for group, condition, scores in cells:
-        for method in methods:
-            summary = mean_with_ci(scores[method], num_resamples, bootstrap_seed)
-            row = {"group": group, "condition": condition, "method": method, "num_tasks": summary["n"],
-                   "mean_auroc": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
-                   "reference": None, "diff_vs_medselect": None, "diff_ci_low": None, "diff_ci_high": None,
-                   "p_value": None}
-            if not references[method] or not summary["n"]:
-                rows.append(row)
-            for reference in references[method] if summary["n"] else ():
-                paired = paired_difference(scores[reference], scores[method], num_resamples, bootstrap_seed)
-                rows.append({**row, "reference": reference, "diff_vs_medselect": paired["diff"],
-                             "diff_ci_low": paired["diff_ci_low"], "diff_ci_high": paired["diff_ci_high"],
-                             "p_value": paired["p_value"]})
-    return rows
-
-
-def markdown_report(rows, methods, seconds_per_task, num_tasks, config, args):
-    """The results as Markdown: AUROC table, one paired-difference table per MedSelect variant, selection time
-    per task."""
-    cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
-    by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
-    modes = ", ".join(f"{m}: {selection_mode(m, args.selection)}" for m in methods if m in MEDSELECT_MODES)
-    lines = [f"Mean query AUROC [95% bootstrap CI] on identical meta-test tasks: K={config['K']}, pool "
-             f"{config['UNLABELED_POOL_SIZE']}, query {config['QUERY_SET_SIZE']}, {num_tasks} tasks per group, "
-             f"seed {args.seed}" + (f"; selection modes {modes}." if modes else "."), "",
-             "| group | condition | tasks | " + " | ".join(methods) + " |",
-             "|---|---|---:|" + "---:|" * len(methods)]
-    for group, condition in cells:
-        first = by_cell[(group, condition, methods[0])]
-        lines.append(f"| {group} | {condition} | {first['num_tasks']} | " + " | ".join(
-            _mean_ci(by_cell[(group, condition, m)]) for m in methods) + " |")
-    by_pair = {(r["group"], r["condition"], r["reference"], r["method"]): r for r in rows if r["reference"]}
-    references = paired_references(methods)
-    for reference in [m for m in methods if m in MEDSELECT_MODES]:
-        compared = [m for m in methods if reference in references[m]]
-        if not compared:
-            continue
-        lines += ["", f"{reference} minus each method, paired on the same tasks [95% bootstrap CI], paired t-test p:",
-                  "", "| group | condition | " + " | ".join(f"− {m}" for m in compared) + " |",
-                  "|---|---|" + "---:|" * len(compared)]
-        for group, condition in cells:
-            lines.append(f"| {group} | {condition} | " + " | ".join(
-                _difference(by_pair.get((group, condition, reference, m))) for m in compared) + " |")
-    lines += ["", "Selection time per task (ms, this machine):", "", "| method | ms / task |", "|---|---:|"]
-    lines += [f"| {m} | {1000 * seconds_per_task[m]:.2f} |" for m in methods]
-    return "\n".join(lines) + "\n"
-
-
-def _mean_ci(row):
-    if not row["num_tasks"]:
-        return "–"
-    return f"{row['mean_auroc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-
-
-def _difference(row):
-    if row is None or row["diff_vs_medselect"] is None:
-        return "–"
-    p = row["p_value"]
-    p_text = "n/a" if p is None or math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
-    return (f"{row['diff_vs_medselect']:+.3f} [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}] "
-            f"p={p_text}")
-
-
-def analyse_selections(outcome, task_sets, demographics, embeddings, analysed):
-    """Selection-analysis rows per group (and for all tasks together), and the group that is plotted
-    (all tasks when there are several groups) with its values {method: {quantity: values}}, for the
-    two methods ``analysed``."""
-    groups = {}
-    for group in task_sets:
-        kept = outcome["selection"][group]
-        groups[group] = {m: selection_quantities(embeddings, kept[m]["rows"], kept[m]["labels"], demographics)
-                         for m in analysed}
-    if len(groups) > 1:
-        groups[ALL_GROUPS] = {m: {q: np.concatenate([groups[g][m][q] for g in task_sets])
-                                  for q in groups[next(iter(task_sets))][m]} for m in analysed}
-    rows = [{"group": group, **row} for group, values in groups.items() for row in compare_selections(values)]
-    plotted = list(groups)[-1]
-    return rows, plotted, groups[plotted]
-
-
-def per_task_csv(evaluations, methods, parameter=None):
-    """Every task's condition and each method's AUROC; ``evaluations``: [(value, outcome, task sets)], the value
-    being the first column when a curve's ``parameter`` is given."""
-    leading = [parameter] if parameter else []
-    columns = leading + ["group", "task", "condition"] + [f"{m}_auroc" for m in methods]
-    rows = []
-    for value, outcome, task_sets in evaluations:
-        for group, task_set in task_sets.items():
-            names = [task_set.conditions[i] for i in task_set.condition_ids()]
-            aurocs = [outcome["auroc"][group][m] for m in methods]
-            for task, name in enumerate(names):
-                values = ([value] if parameter else []) + [group, task, name] + [repr(float(a[task])) for a in aurocs]
-                rows.append(dict(zip(columns, values)))
-    return csv_text(rows, columns)
 
 
 def write_results(out, files, figures, summary):

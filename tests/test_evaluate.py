@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import evaluate
+from evaluation import meta_test
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from evaluation import curves
@@ -127,7 +128,7 @@ def test_per_task_auroc_recomputed_with_scikit_learn(data, full_run):
 
 def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
     seen_pools, modes = {}, set()
-    real_logits, real_select, real_prepare = evaluate.selector_logits, evaluate.select_from_logits, evaluate.prepare_pools
+    real_logits, real_select, real_prepare = meta_test.selector_logits, meta_test.select_from_logits, meta_test.prepare_pools
 
     def recording_logits(selector, table, tasks):
         seen_pools.setdefault("medselect", []).append(table.classifier_input(tasks.pool_rows).clone())
@@ -141,9 +142,9 @@ def test_every_method_sees_identical_tasks(data, tmp_path, monkeypatch):
         seen_pools.setdefault(method, []).append(pool_embeddings.clone())
         return real_prepare(method, pool_embeddings)
 
-    monkeypatch.setattr(evaluate, "selector_logits", recording_logits)
-    monkeypatch.setattr(evaluate, "select_from_logits", recording_select)
-    monkeypatch.setattr(evaluate, "prepare_pools", recording_prepare)
+    monkeypatch.setattr(meta_test, "selector_logits", recording_logits)
+    monkeypatch.setattr(meta_test, "select_from_logits", recording_select)
+    monkeypatch.setattr(meta_test, "prepare_pools", recording_prepare)
     assert evaluate.main(["--checkpoint", data["checkpoint"], *data["args"], "--out", str(tmp_path / "out"),
                           "--bootstrap", "10", "--conditions", "unseen", "--num_tasks", "10"]) == 0
     assert modes == {"sample", "topk"}  # both MedSelect variants select from the one selector's logits

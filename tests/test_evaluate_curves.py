@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import evaluate
+from evaluation import meta_test
 from data.tasks import TEST_STREAM, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from tests.conftest import run_main
@@ -70,7 +71,7 @@ def test_task_drawing_does_not_depend_on_k(data):
 def test_budget_rows_are_those_of_a_run_at_that_k_alone(data, budget, tmp_path, k):
     alone, alone_per_task, _ = run(data, tmp_path / "alone", "--set", f"K={k}")
     rows = budget["results"]
-    assert list(rows.columns) == ["k", *evaluate.RESULT_COLUMNS]
+    assert list(rows.columns) == ["k", *meta_test.RESULT_COLUMNS]
     assert sorted(rows.k.unique()) == [2, 4, 8]
     pd.testing.assert_frame_equal(rows[rows.k == k].drop(columns="k").reset_index(drop=True), alone)
     per_task = budget["per_task"]
@@ -80,13 +81,13 @@ def test_budget_rows_are_those_of_a_run_at_that_k_alone(data, budget, tmp_path, 
 def test_every_k_selects_from_the_same_pools(data, tmp_path, monkeypatch):
     """Each method at each K is scored on the same tasks: pools and query sets recorded where AUROC is taken."""
     seen = {}
-    real_auroc = evaluate.selection_auroc
+    real_auroc = meta_test.selection_auroc
 
     def recording_auroc(table, tasks, selection, classifier, query):
         seen.setdefault(selection.shape[1], []).append((tasks.pool_rows.clone(), tasks.query_rows.clone()))
         return real_auroc(table, tasks, selection, classifier, query)
 
-    monkeypatch.setattr(evaluate, "selection_auroc", recording_auroc)
+    monkeypatch.setattr(meta_test, "selection_auroc", recording_auroc)
     run(data, tmp_path / "out", "--k", "3,6", "--methods", "medselect-topk,random,kmedoids")
     assert set(seen) == {3, 6}
     pools = {k: (torch.cat([p for p, _ in calls]), torch.cat([q for _, q in calls])) for k, calls in seen.items()}
@@ -130,19 +131,19 @@ def test_budget_report_shows_every_k(budget):
 
 def test_prevalence_rows_are_those_of_a_run_at_that_fraction_alone(data, tmp_path, monkeypatch):
     pools = {}
-    real_auroc = evaluate.selection_auroc
+    real_auroc = meta_test.selection_auroc
 
     def recording_auroc(table, tasks, selection, classifier, query):
         pools.setdefault(tasks.pool_labels.shape, []).append((tasks.pool_labels.sum(1), tasks.query_labels.sum(1)))
         return real_auroc(table, tasks, selection, classifier, query)
 
-    monkeypatch.setattr(evaluate, "selection_auroc", recording_auroc)
+    monkeypatch.setattr(meta_test, "selection_auroc", recording_auroc)
     results, per_task, figures = run(data, tmp_path / "curve", "--pos_frac", "0.5,0.1", monkeypatch=monkeypatch)
     # pool 30: 15 and 3 positives; the query set stays 5 of 10 at every fraction
     positives = sorted({int(p) for calls in pools.values() for pool, _ in calls for p in pool})
     assert positives == [3, 15]
     assert {int(q) for calls in pools.values() for _, query in calls for q in query} == {5}
-    assert list(results.columns) == ["pos_frac", *evaluate.RESULT_COLUMNS]
+    assert list(results.columns) == ["pos_frac", *meta_test.RESULT_COLUMNS]
     alone, alone_per_task, _ = run(data, tmp_path / "alone", "--set", "UNLABELED_POS_FRAC=0.1")
     pd.testing.assert_frame_equal(results[results.pos_frac == 0.1].drop(columns="pos_frac").reset_index(drop=True),
                                   alone)

@@ -11,6 +11,7 @@ import torch.nn as nn
 from sklearn.metrics import roc_auc_score
 
 import evaluate
+from evaluation import meta_test
 import run_selector
 from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
@@ -47,14 +48,14 @@ def test_variants_are_the_selection_modes_and_plain_medselect_follows_selection(
 def test_sample_distinct_draws_k_different_x_rays(data, tmp_path, monkeypatch):
     """medselect-sample-distinct (select_xrays.py's 'sample') never repeats an X-ray; medselect-sample may."""
     chosen = {}
-    real_select = evaluate.select_from_logits
+    real_select = meta_test.select_from_logits
 
     def recording_select(logits, k, mode, generator):
         selection = real_select(logits, k, mode, generator)
         chosen.setdefault(mode, []).append(selection)
         return selection
 
-    monkeypatch.setattr(evaluate, "select_from_logits", recording_select)
+    monkeypatch.setattr(meta_test, "select_from_logits", recording_select)
     evaluate_per_task(data, tmp_path / "out", "--checkpoint", data["checkpoint"],
                       "--methods", "medselect-sample,medselect-sample-distinct")
     distinct = torch.cat(chosen["sample-distinct"])

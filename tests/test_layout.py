@@ -3,7 +3,7 @@
 Each file belongs to a *component*: its top-level package (``utils``, ``data``, ``models``, ...) or, for a
 file in the root folder, the module itself (``engine``, ``run_selector``, ...). Components have ranks:
 
-    constants < utils < data < models < engine, evaluation < medselect < entry points < bench, scripts < tests
+    constants < utils < data < models < engine < evaluation, medselect < entry points < bench, scripts < tests
 
 A file may import its own component, or a component of a strictly lower rank. So utils/ imports nothing of
 ours but constants; no entry point imports another (each is its own component, all of one rank); bench/
@@ -24,8 +24,9 @@ RANKS = {
     "utils": 1,
     "data": 2,
     "models": 3,
-    "engine": 4, "evaluation": 4,
-    "medselect": 5,
+    "engine": 4,
+    "evaluation": 5,  # what evaluate.py computes, built on the engine's selection and scoring
+    "medselect": 5,  # beside evaluation/: neither imports the other
     "bench": 7, "scripts": 7,
     "tests": 8,
 }
