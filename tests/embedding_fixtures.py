@@ -17,6 +17,7 @@ import torchvision
 from PIL import Image
 from torchvision import transforms
 
+from data.embedding_writer import EmbeddingWriter
 from models.random_weights import moco_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,3 +103,21 @@ def run_script(args, env=None, timeout=300):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True,
                           timeout=timeout, start_new_session=True)
+
+
+def _raise_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+def interrupt_after_writes(monkeypatch, batches=1, action=_raise_keyboard_interrupt):
+    """Make an embedding run stop (``action``, Ctrl-C by default) right after its ``batches``-th batch is
+    written; ``monkeypatch.undo()`` lets the next run go through."""
+    original = EmbeddingWriter.write
+    calls = []
+
+    def write(self, lo, embeddings):
+        original(self, lo, embeddings)
+        calls.append(lo)
+        if len(calls) == batches:
+            action()
+    monkeypatch.setattr(EmbeddingWriter, "write", write)

@@ -9,11 +9,10 @@ import torch
 from torchvision import transforms
 
 import xray_to_hdf5
-from data.embedding_writer import EmbeddingWriter
 from data.images import load_xray, normalize
 from models.moco_encoder import load_moco_encoder
-from tests.embedding_fixtures import (open_as_rgb, read_hdf5, reference_embeddings, relative_error, run_script,
-                                      write_checkpoint, write_csv, write_images)
+from tests.embedding_fixtures import (interrupt_after_writes, open_as_rgb, read_hdf5, reference_embeddings,
+                                      relative_error, run_script, write_checkpoint, write_csv, write_images)
 from utils.errors import run_cli
 
 
@@ -112,27 +111,10 @@ def test_bf16_keeps_cosine_similarity(r18, tmp_path, capsys):
     assert cosine.min() >= 0.999 and attrs["precision"] == "bf16"
 
 
-def _interrupt_after(monkeypatch, batches, action):
-    """Make the run stop (``action``) right after its ``batches``-th batch is written."""
-    original = EmbeddingWriter.write
-    calls = []
-
-    def write(self, lo, embeddings):
-        original(self, lo, embeddings)
-        calls.append(lo)
-        if len(calls) == batches:
-            action()
-    monkeypatch.setattr(EmbeddingWriter, "write", write)
-
-
-def _raise_keyboard_interrupt():
-    raise KeyboardInterrupt
-
-
 def test_ctrl_c_then_resume_equals_uninterrupted_run(r18, tmp_path, capsys, monkeypatch):
     argv = ["-d", r18["csv"], "-o", tmp_path / "x.hdf5", "-c", r18["checkpoint"], "--batch_size", 2,
             "--num_workers", 0]
-    _interrupt_after(monkeypatch, 2, _raise_keyboard_interrupt)
+    interrupt_after_writes(monkeypatch, 2)
     code, err = embed(argv, capsys)
     assert code == 130 and "rerun the same command to resume" in err
     assert os.listdir(tmp_path) == ["x.hdf5.partial"]
@@ -185,7 +167,7 @@ def test_killed_run_resumes_byte_for_byte(r18, tmp_path, capsys, how):
 def test_resume_refuses_a_different_csv_or_checkpoint(r18, tmp_path, capsys, monkeypatch):
     argv = ["-d", r18["csv"], "-o", tmp_path / "x.hdf5", "-c", r18["checkpoint"], "--batch_size", 2,
             "--num_workers", 0]
-    _interrupt_after(monkeypatch, 1, _raise_keyboard_interrupt)
+    interrupt_after_writes(monkeypatch, 1)
     assert embed(argv, capsys)[0] == 130
     monkeypatch.undo()
     partial = (tmp_path / "x.hdf5.partial").read_bytes()

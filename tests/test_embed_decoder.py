@@ -7,10 +7,9 @@ import pytest
 import torch
 
 import xray_to_hdf5
-from data.embedding_writer import EmbeddingWriter
 from data.images import decode_batch, load_xray, load_xray_torchvision, read_or_load_xray
 from data.synthetic_images import write_xray_image
-from tests.embedding_fixtures import read_hdf5, write_checkpoint, write_csv, write_images
+from tests.embedding_fixtures import interrupt_after_writes, read_hdf5, write_checkpoint, write_csv, write_images
 from tests.conftest import run_main
 
 # (width, height) of CheXpert-like grey JPEGs: -small's usual shapes, an upscale, a larger downscale, a square.
@@ -84,12 +83,7 @@ def test_truncated_jpeg_is_reported_as_with_pil(images, tmp_path, capsys):
 def test_resume_refuses_to_mix_decoders(images, tmp_path, capsys, monkeypatch):
     argv = ["-d", images["csv"], "-o", tmp_path / "x.hdf5", "-c", images["checkpoint"], "--batch_size", 3,
             "--num_workers", 0]
-    original = EmbeddingWriter.write
-
-    def write_then_stop(self, lo, embeddings):
-        original(self, lo, embeddings)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(EmbeddingWriter, "write", write_then_stop)
+    interrupt_after_writes(monkeypatch)
     assert embed(argv, capsys)[0] == 130
     monkeypatch.undo()
     partial = tmp_path / "x.hdf5.partial"

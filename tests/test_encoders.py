@@ -24,11 +24,11 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import xray_to_hdf5
-from data.embedding_writer import EmbeddingWriter
 from models.encoders import OPTIONAL_LIBRARIES
 from models.encoders.trained_labels import TORCHXRAYVISION_WEIGHTS, canonical_weights_name
 from tests.conftest import run_main
-from tests.embedding_fixtures import ROOT, read_hdf5, relative_error, write_checkpoint, write_csv, write_images
+from tests.embedding_fixtures import (ROOT, interrupt_after_writes, read_hdf5, relative_error, write_checkpoint,
+                                      write_csv, write_images)
 
 # A portrait grey JPEG as in CheXpert and a landscape RGB PNG (torchxrayvision crops the long side).
 SPECS = [(60, 74, "jpg", "L"), (80, 41, "png", "RGB")]
@@ -103,12 +103,7 @@ def test_torchxrayvision_short_name_and_resume(setup, tmp_path, capsys, monkeypa
     argv = ["-d", setup["csv"], "-o", tmp_path / "x.hdf5", "--encoder", "torchxrayvision", "--weights", "all",
             "--weights_dir", setup["weights_dir"], "--batch_size", 1, "--num_workers", 0]
     assert embed(argv + ["-o", tmp_path / "whole.hdf5"], capsys)[0] == 0
-    original = EmbeddingWriter.write
-
-    def write_then_stop(self, lo, embeddings):
-        original(self, lo, embeddings)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(EmbeddingWriter, "write", write_then_stop)
+    interrupt_after_writes(monkeypatch)
     assert embed(argv, capsys)[0] == 130
     monkeypatch.undo()
     code, err = embed(argv, capsys)
@@ -221,12 +216,7 @@ def test_missing_optional_library_names_the_install_command(setup, tmp_path, cap
 def test_resume_refuses_another_encoder(setup, tmp_path, capsys, monkeypatch):
     checkpoint = write_checkpoint(tmp_path / "moco.pth.tar", "resnet18", "linear", queue_length=16)
     out = tmp_path / "x.hdf5"
-    original = EmbeddingWriter.write
-
-    def write_then_stop(self, lo, embeddings):
-        original(self, lo, embeddings)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(EmbeddingWriter, "write", write_then_stop)
+    interrupt_after_writes(monkeypatch)
     assert embed(["-d", setup["csv"], "-o", out, "-c", checkpoint, "--batch_size", 1, "--num_workers", 0],
                  capsys)[0] == 130
     monkeypatch.undo()
