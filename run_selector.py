@@ -149,8 +149,7 @@ def meta_train(args, on_exit):
         optimizer.load_state_dict(resumed["optimizer_state_dict"])
     else:
         atomic_write_json({"config": config, "seed": seed, "device": str(device),
-                           "data": {k: os.path.abspath(getattr(args, k)) for k in
-                                    ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")},
+                           "data": {k: os.path.abspath(getattr(args, k)) for k in DATA_ARGUMENTS},
                            "embedding_origin": origin.to_dict() if origin else None},
                           os.path.join(args.out, RUN_CONFIG))
     log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d; best "
