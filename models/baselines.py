@@ -20,6 +20,25 @@
                 holding one 2-means cluster only) is at least 0.95.
 * ``coreset``   k-center greedy (Sener & Savarese, ICLR 2018) on Euclidean distances: a random first
                 X-ray, then repeatedly the X-ray farthest from everything selected so far.
+* ``facility-location``  greedy maximisation of the facility-location function on the L2-normalised
+                embeddings, F(S) = sum over the pool of the best cosine similarity to a selected X-ray
+                (RepDiv's representative part; MedCAL-Bench, arXiv 2508.03441): each step adds the
+                X-ray with the largest gain sum_i max(s_ij - best_i, 0), best_i starting at -1 (the
+                lowest cosine, so the first pick maximises F itself). Draws no random numbers.
+* ``kmeans-nearest``  K-means with K clusters on the L2-normalised embeddings (the K-means of TypiClust,
+                from the task's seed); for cluster 1, 2, ..., K in turn, the X-ray nearest its centroid
+                that is not picked yet (ALPS; MedCAL-Bench).
+
+Pool size. Pools of up to ``models.pool_blocks.DENSE_POOL_MAX`` X-rays use the code above on full
+(B, P, P) matrices, batched over tasks. A larger pool is selected one task at a time by the same
+algorithms computed from blocks of distances (models/blocked_baselines.py), never holding a
+pool x pool matrix: TypiClust's neighbours within each cluster, ProbCover's margins, ball counts
+and coverage updates, CoreSet's distances, facility location by lazy greedy evaluation (Minoux
+1978: the same picks, gains recomputed only for the candidates that could be best), the paper's
+k-medoids as k-medoids++ then alternating updates on each cluster's block. Only
+``kmedoids-fasterpam`` changes algorithm: FasterPAM needs the whole matrix, so a larger pool gets
+FasterCLARA (Schubert & Rousseeuw 2021: FasterPAM on ``CLARA_SAMPLES`` random samples of
+``DENSE_POOL_MAX`` X-rays, keeping the medoids with the least total distance over the whole pool).
 
 All methods except the two k-medoids run as tensor operations on the embeddings' device. Every
 random choice of task b comes from ``numpy.random.default_rng([seed, BASELINE_SELECTION,
@@ -37,12 +56,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models import pool_blocks
 from utils.seeding import BASELINE_SELECTION
 
-BASELINE_METHODS = ("random", "kmedoids", "kmedoids-fasterpam", "typiclust", "probcover", "coreset")
+BASELINE_METHODS = ("random", "kmedoids", "kmedoids-fasterpam", "typiclust", "probcover", "coreset",
+                    "facility-location", "kmeans-nearest")
 # Each method's random-number stream. Fixed numbers, so that adding a method changes no other method's choices;
-# kmedoids-fasterpam keeps the stream FasterPAM used when it was this project's 'kmedoids'.
-RANDOM_STREAMS = {"random": 0, "kmedoids-fasterpam": 1, "typiclust": 2, "probcover": 3, "coreset": 4, "kmedoids": 5}
+# kmedoids-fasterpam keeps the stream FasterPAM used when it was this project's 'kmedoids'. New methods append.
+RANDOM_STREAMS = {"random": 0, "kmedoids-fasterpam": 1, "typiclust": 2, "probcover": 3, "coreset": 4, "kmedoids": 5,
+                  "facility-location": 6, "kmeans-nearest": 7}
 
 TYPICLUST_NEIGHBOURS = 20  # k of the k-nearest-neighbour typicality (TypiClust paper)
 PROBCOVER_PURITY = 0.95  # alpha: required fraction of pure balls (ProbCover paper)
@@ -81,7 +103,7 @@ def prepare_pools(method, pool_embeddings):
     if method not in BASELINE_METHODS:
         raise ValueError(f"unknown baseline {method!r}; valid: {', '.join(BASELINE_METHODS)}")
     inputs = pool_embeddings
-    if method in _ON_DISTANCES:
+    if method in _ON_DISTANCES and pool_embeddings.shape[1] <= pool_blocks.DENSE_POOL_MAX:
         inputs = pairwise_distances(pool_embeddings.double()).cpu().numpy()  # (B, P, P)
     return PreparedPools(method, inputs, pool_embeddings.device)
 
@@ -95,6 +117,10 @@ def select_prepared(prepared, k, seed, task_ids=None):
     if len(task_ids) != batch:
         raise ValueError(f"{len(task_ids)} task ids for {batch} tasks")
     rngs = [np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS[prepared.method], t]) for t in task_ids]
+    if pool > pool_blocks.DENSE_POOL_MAX and prepared.method != "random":
+        from models.blocked_baselines import BLOCKED_SELECTORS  # it builds on this module's functions
+        picks = [BLOCKED_SELECTORS[prepared.method](x, k, rng) for x, rng in zip(prepared.inputs, rngs)]
+        return torch.stack(picks).to(prepared.device)
     if prepared.method in _ON_DISTANCES:
         medoids = _ON_DISTANCES[prepared.method](prepared.inputs, k, rngs)  # (B, k)
         return torch.from_numpy(medoids).to(prepared.device)
@@ -194,16 +220,24 @@ def kmeans(x, k, rngs, max_iter=KMEANS_MAX_ITER):
         labels = new_labels
         centres = _cluster_means(x, labels, k)
         counts = torch.zeros(batch, k, device=x.device).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float))
-        if (counts == 0).any():
-            own = d2.gather(2, labels.unsqueeze(-1)).squeeze(-1).clone()  # (B, P)
-            for j in range(k):
-                empty = counts[:, j] == 0  # (B,)
-                if empty.any():
-                    far = own.argmax(1)  # (B,)
-                    centres[empty, j] = x[rows[empty], far[empty]]
-                    own[rows[empty], far[empty]] = -1.0
+        _refill_empty_clusters(x, d2, labels, counts, centres)
     labels = _squared_distances(x, centres).argmin(-1)
     return labels, centres
+
+
+def _refill_empty_clusters(x, d2, labels, counts, centres):
+    """Move each empty cluster's centre (in place) to the X-ray farthest from its own centre, one empty cluster
+    after the other, the farthest first; written with torch.where, so that the loop waits for no result of the
+    device (on the CPU one check whether any cluster is empty skips it)."""
+    if x.device.type == "cpu" and not (counts == 0).any():
+        return
+    rows = torch.arange(x.shape[0], device=x.device)
+    own = d2.gather(2, labels.unsqueeze(-1)).squeeze(-1).clone()  # (B, P)
+    for j in range(centres.shape[1]):
+        empty = counts[:, j] == 0  # (B,)
+        far = own.argmax(1)  # (B,)
+        centres[:, j] = torch.where(empty.unsqueeze(1), x[rows, far], centres[:, j])
+        own[rows, far] = torch.where(empty, torch.full_like(own[rows, far], -1.0), own[rows, far])
 
 
 def _squared_distances(x, centres):
@@ -304,7 +338,41 @@ def coreset_baseline(x, k, rngs):
     return torch.stack(picks, 1)
 
 
+def facility_location_baseline(x, k, rngs):
+    x = F.normalize(x, dim=-1)
+    similarity = x @ x.transpose(1, 2)  # (B, P, P): s_ij, symmetric
+    best = torch.full_like(similarity[:, 0], -1.0)  # (B, P) best similarity of each X-ray to a pick (-1: none)
+    taken = torch.zeros_like(best, dtype=torch.bool)
+    picks = []
+    for _ in range(k):
+        gains = (similarity - best.unsqueeze(2)).clamp_(min=0).sum(1)  # (B, P): gain of each candidate j
+        pick = gains.masked_fill(taken, -float("inf")).argmax(1)  # (B,)
+        taken.scatter_(1, pick.unsqueeze(1), True)
+        best = torch.maximum(best, similarity.gather(2, pick.view(-1, 1, 1).expand(-1, x.shape[1], 1)).squeeze(2))
+        picks.append(pick)
+    return torch.stack(picks, 1)
+
+
+def kmeans_nearest_baseline(x, k, rngs):
+    x = F.normalize(x, dim=-1)
+    _, centres = kmeans(x, k, rngs)
+    return nearest_to_centres(x, centres)
+
+
+def nearest_to_centres(x, centres):
+    """For centre 1, 2, ..., k in turn the X-ray nearest it that is not picked yet: (B, P, D), (B, k, D) -> (B, k)."""
+    d2 = _squared_distances(x, centres)  # (B, P, k)
+    taken = torch.zeros(d2.shape[:2], dtype=torch.bool, device=x.device)
+    picks = []
+    for j in range(centres.shape[1]):
+        pick = d2[:, :, j].masked_fill(taken, float("inf")).argmin(1)  # (B,)
+        taken.scatter_(1, pick.unsqueeze(1), True)
+        picks.append(pick)
+    return torch.stack(picks, 1)
+
+
 # Methods that select from the pool's Euclidean distance matrix (on the CPU), and those that read the embeddings.
 _ON_DISTANCES = {"kmedoids": kmedoids_medoids, "kmedoids-fasterpam": fasterpam_medoids}
 _SELECTORS = {"random": random_baseline, "typiclust": typiclust_baseline, "probcover": probcover_baseline,
-              "coreset": coreset_baseline}
+              "coreset": coreset_baseline, "facility-location": facility_location_baseline,
+              "kmeans-nearest": kmeans_nearest_baseline}

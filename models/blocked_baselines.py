@@ -1,0 +1,236 @@
+"""The baselines of models/baselines.py on one pool larger than ``DENSE_POOL_MAX``, in bounded memory.
+
+    BLOCKED_SELECTORS[method](x (P, D), k, rng) -> (k,) LongTensor of distinct pool positions
+
+Each is the algorithm of models/baselines.py (its docstring states which), with every pool-wide step
+read from models/pool_blocks.PoolDistances a block at a time; the random numbers are drawn in the
+same order from the same generator, so on a pool that the dense code can hold both select the same
+X-rays (tests/test_large_pool_baselines.py) up to ties within the rounding of the matrix products.
+Memory is the pool's embeddings, one normalised copy where the method works on the unit sphere,
+O(P) vectors and a few blocks of ``BLOCK_BYTES``. Steps that take more than a few seconds on a large
+pool show a progress bar.
+"""
+import kmedoids
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import pool_blocks
+from models.baselines import (FASTERPAM_MAX_ITER, KMEDOIDS_MAX_ITER, PROBCOVER_CLASSES, PROBCOVER_DELTAS,
+                              PROBCOVER_PURITY, TYPICLUST_NEIGHBOURS, kmeans, kmedoids_plus_plus,
+                              kmeans_nearest_baseline, pairwise_distances, task_uniforms)
+from models.pool_blocks import PoolDistances, row_blocks
+from utils.progress import progress_bar
+
+CLARA_SAMPLES = 5  # FasterCLARA's samples (Kaufman & Rousseeuw's CLARA default)
+FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recomputed together
+FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
+
+
+def _bar(total, desc, unit="block"):
+    return progress_bar(total=total, desc=desc, unit=unit, leave=False)
+
+
+def typiclust(x, k, rng):
+    x = F.normalize(x, dim=-1)
+    labels = kmeans(x[None], k, [rng])[0][0]  # (P,)
+    typical = typicality(PoolDistances(x), labels)
+    picks, taken = [], torch.zeros_like(typical, dtype=torch.bool)
+    for cluster in range(k):
+        pick = typical.masked_fill((labels != cluster) | taken, -float("inf")).argmax()
+        taken[pick] = True
+        picks.append(pick)
+    return torch.stack(picks)
+
+
+def typicality(distances, labels, neighbours=TYPICLUST_NEIGHBOURS, eps=1e-7):
+    """baselines.typicality from each cluster's own blocks: (P,) typicality within the cluster."""
+    typical = torch.ones(len(distances), dtype=distances.x.dtype, device=distances.x.device)
+    clusters = [torch.nonzero(labels == c).squeeze(1) for c in torch.unique(labels).tolist()]
+    with _bar(len(distances), "TypiClust typicality", "X-ray") as bar:
+        for members in clusters:
+            size = len(members)
+            if size > 1:
+                k = min(neighbours, size - 1)
+                for part in row_blocks(size, size, distances.itemsize):
+                    nearest = distances.block(members[part], members).topk(min(neighbours + 1, size), dim=1,
+                                                                             largest=False).values
+                    typical[members[part]] = k / (nearest.cumsum(1)[:, k] + eps)  # self (0) and its k nearest
+            bar.update(size)
+    return typical
+
+
+def probcover(x, k, rng):
+    x = F.normalize(x, dim=-1)
+    pool = x.shape[0]
+    distances = PoolDistances(x)
+    labels = kmeans(x[None], min(PROBCOVER_CLASSES, pool), [rng])[0][0]  # (P,)
+    delta = probcover_delta(distances, labels)
+    tie_break = 0.5 * task_uniforms([rng], (k, pool), x.device, x.dtype)[0]  # (k, P)
+    coverage = ball_counts(distances, delta, torch.arange(pool, device=x.device), "ProbCover balls")  # (P,)
+    uncovered = torch.ones(pool, dtype=torch.bool, device=x.device)
+    taken = torch.zeros_like(uncovered)
+    picks = []
+    for step in progress_bar(iterable=range(k), desc="ProbCover picks", unit="pick", leave=False):
+        pick = (coverage.to(x.dtype) + tie_break[step]).masked_fill(taken, -float("inf")).argmax()
+        taken[pick] = True
+        picks.append(pick)
+        if step + 1 < k:  # the balls that held the newly covered X-rays lose them
+            newly = torch.nonzero((distances.block(pick.view(1))[0] <= delta) & uncovered).squeeze(1)
+            coverage -= ball_counts(distances, delta, newly)
+            uncovered[newly] = False
+    return torch.stack(picks)
+
+
+def probcover_delta(distances, labels):
+    """baselines.probcover_delta from blocks: each X-ray's distance to the nearest X-ray of another cluster."""
+    margin = torch.full((len(distances),), float("inf"), dtype=distances.x.dtype, device=distances.x.device)
+    with _bar(len(distances), "ProbCover radius", "X-ray") as bar:
+        for part in row_blocks(len(distances), len(distances), distances.itemsize):
+            rows = torch.arange(part.start, part.stop, device=distances.x.device)
+            block = distances.block(rows).masked_fill_(labels[rows].unsqueeze(1) == labels.unsqueeze(0), float("inf"))
+            margin[part] = block.amin(1)
+            bar.update(len(rows))
+    grid = torch.tensor(PROBCOVER_DELTAS, dtype=margin.dtype, device=margin.device)
+    pure = (margin.unsqueeze(-1) > grid).to(torch.float64).mean(0) >= PROBCOVER_PURITY  # (G,)
+    passing = int(pure.long().cumprod(0).sum())
+    return grid[max(passing - 1, 0)]
+
+
+def ball_counts(distances, delta, cols, desc=None):
+    """(P,) for every X-ray i, how many of ``cols`` lie within delta of it (int64)."""
+    counts = torch.zeros(len(distances), dtype=torch.long, device=distances.x.device)
+    if len(cols) == 0:
+        return counts
+    blocks = list(row_blocks(len(distances), len(cols), distances.itemsize))
+    for part in (blocks if desc is None else progress_bar(iterable=blocks, desc=desc, unit="block", leave=False)):
+        rows = torch.arange(part.start, part.stop, device=distances.x.device)
+        counts[part] = (distances.block(rows, None if len(cols) == len(distances) else cols) <= delta).sum(1)
+    return counts
+
+
+def coreset(x, k, rng):
+    """baselines.coreset_baseline with the distances to each pick computed a block of rows at a time."""
+    pool = x.shape[0]
+    first = int(task_uniforms([rng], 1, x.device)[0, 0] * pool)
+    picks = [min(first, pool - 1)]
+    nearest = _distances_to(x, x[picks[0]])
+    for _ in progress_bar(iterable=range(1, k), desc="CoreSet picks", unit="pick", leave=False):
+        taken = torch.zeros_like(nearest, dtype=torch.bool)
+        taken[picks] = True
+        pick = int(nearest.masked_fill(taken, -1.0).argmax())
+        picks.append(pick)
+        nearest = torch.minimum(nearest, _distances_to(x, x[pick]))
+    return torch.tensor(picks, device=x.device)
+
+
+def _distances_to(x, point):
+    out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+    for part in row_blocks(x.shape[0], x.shape[1], x.element_size()):
+        out[part] = (x[part] - point).norm(dim=-1)
+    return out
+
+
+def facility_location(x, k, rng):
+    """Greedy facility location by lazy evaluation: the picks of baselines.facility_location_baseline.
+
+    A candidate's gain only shrinks as picks are added (the function is submodular), so a gain computed
+    earlier bounds it from above. Each step recomputes the gains of the FACILITY_CANDIDATES candidates
+    with the largest bounds and takes the best of them once no other bound exceeds it. The first bounds
+    are the gains of the first step, sum_i (s_ij + 1) = x_j . sum_i x_i + P, without any pool x pool product.
+    """
+    x = F.normalize(x, dim=-1)
+    pool = x.shape[0]
+    best = torch.full((pool,), -1.0, dtype=x.dtype, device=x.device)  # best similarity to a pick so far
+    bound = x @ x.sum(0) + pool * (1 + FACILITY_BOUND_SLACK)  # (P,) upper bounds of the gains
+    taken = torch.zeros(pool, dtype=torch.bool, device=x.device)
+    picks = []
+    for _ in progress_bar(iterable=range(k), desc="facility location", unit="pick", leave=False):
+        while True:
+            candidates = bound.topk(min(FACILITY_CANDIDATES, pool)).indices  # (C,), largest bound first
+            gains = torch.empty(len(candidates), dtype=x.dtype, device=x.device)
+            for part in row_blocks(len(candidates), pool, x.element_size()):
+                gains[part] = (x[candidates[part]] @ x.T - best).clamp_(min=0).sum(1)
+            gains.masked_fill_(taken[candidates], -float("inf"))
+            bound[candidates] = gains
+            others = bound.clone()
+            others[candidates] = -float("inf")
+            top_gain = gains.max()
+            if top_gain >= others.max():  # no candidate outside the ones recomputed can do better
+                break
+        pick = candidates[gains == top_gain].min()  # the lowest position among equal gains, as argmax
+        picks.append(pick)
+        taken[pick] = True
+        bound[pick] = -float("inf")
+        best = torch.maximum(best, x @ x[pick])
+    return torch.stack(picks)
+
+
+def kmedoids_alternating(x, k, rng):
+    """The paper's k-medoids: k-medoids++ seeding and alternating updates, read from blocks of distances."""
+    distances = PoolDistances(x.double())
+    medoids = kmedoids_plus_plus(distances, k, rng)
+    return torch.from_numpy(alternating(distances, medoids)).to(x.device)
+
+
+def alternating(distances, medoids, max_iter=KMEDOIDS_MAX_ITER):
+    """kmedoids.alternating's updates (Voronoi iteration) without the distance matrix.
+
+    Assign every X-ray to its nearest medoid (the first on ties); move each medoid to the member with the
+    least total distance to its cluster when that is strictly less than the medoid's; until nothing moves.
+    A cluster whose members and medoid did not change cannot move, and is not recomputed.
+    """
+    medoids = np.asarray(medoids, dtype=np.int64)
+    settled = {}  # cluster -> (medoid, members) that did not move
+    bar = progress_bar(total=None, desc="k-medoids alternating", unit="iteration", leave=False)
+    for _ in range(max_iter):
+        to_medoids = distances.block(medoids)  # (k, P)
+        labels = to_medoids.argmin(0)  # (P,)
+        moved = medoids.copy()
+        for cluster in range(len(medoids)):
+            members = torch.nonzero(labels == cluster).squeeze(1)
+            key = (int(medoids[cluster]), members.cpu().numpy().tobytes())
+            if settled.get(cluster) == key or len(members) == 0:
+                continue
+            costs = distances.row_sums(members)  # (m,)
+            own = (members == int(medoids[cluster])).nonzero()
+            current = costs[own[0, 0]] if len(own) else to_medoids[cluster, members].sum()
+            if costs.min() < current:
+                moved[cluster] = int(members[costs.argmin()])
+            else:
+                settled[cluster] = key
+        bar.update(1)
+        if np.array_equal(moved, medoids):
+            break
+        medoids = moved
+    bar.close()
+    return medoids
+
+
+def fasterclara(x, k, rng):
+    """FasterCLARA: FasterPAM on CLARA_SAMPLES random samples of DENSE_POOL_MAX X-rays; the medoids with the
+    least total distance from the whole pool to its nearest medoid."""
+    distances = PoolDistances(x.double())
+    pool, sample_size = len(distances), min(len(distances), pool_blocks.DENSE_POOL_MAX)
+    best, best_cost = None, np.inf
+    for _ in progress_bar(iterable=range(CLARA_SAMPLES), desc="FasterCLARA samples", unit="sample", leave=False):
+        sample = np.sort(rng.choice(pool, size=sample_size, replace=False))
+        matrix = pairwise_distances(distances.x[torch.from_numpy(sample)][None])[0].cpu().numpy()
+        found = kmedoids.fasterpam(matrix, k, max_iter=FASTERPAM_MAX_ITER, init="random",
+                                   random_state=int(rng.integers(2**31 - 1)), n_cpu=1).medoids
+        del matrix
+        medoids = sample[np.asarray(found, dtype=np.int64)]
+        cost = float(distances.block(medoids).amin(0).sum())
+        if cost < best_cost:
+            best, best_cost = medoids, cost
+    return torch.from_numpy(best).to(x.device)
+
+
+def _one_task(selector):
+    """A batched selector of models/baselines.py applied to one pool: (P, D) -> (k,)."""
+    return lambda x, k, rng: selector(x[None], k, [rng])[0]
+
+
+BLOCKED_SELECTORS = {"kmedoids": kmedoids_alternating, "kmedoids-fasterpam": fasterclara, "typiclust": typiclust,
+                     "probcover": probcover, "coreset": coreset, "facility-location": facility_location,
+                     "kmeans-nearest": _one_task(kmeans_nearest_baseline)}
