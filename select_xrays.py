@@ -12,17 +12,44 @@ import logging
 from medselect.output import write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
+from models.blocked_baselines import CLARA_SAMPLES, KMEDOIDS_EXACT_MAX
+from models.pool_blocks import DENSE_POOL_MAX
 from utils.errors import run_cli
 from utils.logs import LOGGER_NAME, setup_logging
+from utils.memory import parse_size
 from utils.output_location import check_output_file
 
 log = logging.getLogger(LOGGER_NAME)
+
+BASELINE_ALGORITHMS = f"""label-free baselines (--method) and the algorithm each uses at each pool size:
+  pools up to {DENSE_POOL_MAX:,} X-rays: the papers' algorithms on full pool x pool matrices (evaluate.py's code).
+  larger pools, one pool at a time from blocks of distances, never a pool x pool matrix (memory grows
+  with the pool, not its square; the same algorithms, so the same picks up to rounding):
+    typiclust          K-means, then typicality from each cluster's nearest neighbours, block by block
+    probcover          radius from blocked nearest other-cluster distances; greedy coverage with ball
+                       counts updated block by block
+    coreset            k-center greedy, distances to each pick a block of rows at a time
+    facility-location  greedy by lazy evaluation (only candidates that can still win are recomputed)
+    kmeans-nearest     K-means (never needs a pool x pool matrix), the X-ray nearest each centroid
+    kmedoids           the paper's k-medoids++ and alternating updates from blocks up to {KMEDOIDS_EXACT_MAX:,} X-rays
+                       (exact, but each update sums distances within clusters: slow beyond); above,
+                       CLARA around it: the same algorithm on {CLARA_SAMPLES} random samples of {DENSE_POOL_MAX:,}, the medoids
+                       with the least total distance over the whole pool
+    kmedoids-fasterpam FasterPAM needs the whole matrix: above {DENSE_POOL_MAX:,}, FasterCLARA (FasterPAM on {CLARA_SAMPLES}
+                       samples of {DENSE_POOL_MAX:,}, kept as for kmedoids)
+  Before starting, the peak memory is estimated from the pool size; above the available memory (or
+  --max_memory) the run stops with one line naming a --subsample that fits and lighter methods.
+  Measured times and memory: docs/performance.md; details: docs/own_xrays.md."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the options' help, and the epilog's table as written."""
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Choose the K X-rays of a pool that a radiologist should label first.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog=BASELINE_ALGORITHMS, formatter_class=HelpFormatter)
     parser.add_argument("--pool_csv", required=True,
                         help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name "
                              "beside it")
@@ -49,6 +76,12 @@ def get_args_parser():
                         help="change a value of the checkpoint's configuration (constants.py's for the original's "
                              "checkpoints, which record none), e.g. --set USE_ASL=True for an original checkpoint "
                              "trained with Age/Sex/Laterality (repeatable)")
+    parser.add_argument("--subsample", type=int, default=None, metavar="N",
+                        help="choose among N X-rays drawn at random (with --seed) from the pool, after --exclude; "
+                             "for a pool too large for a method's memory")
+    parser.add_argument("--max_memory", default=None, metavar="SIZE",
+                        help="memory a baseline may use, e.g. 8G or 500M; default: the machine's available memory. "
+                             "A method estimated to need more stops before starting, with one line saying what fits")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the pool's reading order, of --selection sample and of the baselines")
     return parser
@@ -61,7 +94,8 @@ def main(argv=None):
                                           "--checkpoint": ("checkpoint", args.checkpoint)}, overwrite=args.overwrite)
     chosen = select(args.pool_csv, checkpoint=args.checkpoint, k=args.k, method=args.method,
                     selection=args.selection, seed=args.seed, exclude=args.exclude, large_pool=args.large_pool,
-                    overrides=args.overrides)
+                    overrides=args.overrides, subsample=args.subsample,
+                    max_memory=None if args.max_memory is None else parse_size(args.max_memory))
     write_csv(chosen, args.out)
     log.info("wrote the %d X-rays to label (%s) to %s", len(chosen), args.method, args.out)
     return 0

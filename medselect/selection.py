@@ -22,13 +22,14 @@ import torch
 from data.asl import ASL_SIZE, append_asl, asl_features
 from data.embedding_origin import check_same_encoder
 from engine import SAMPLE_DISTINCT, TOPK
+from medselect.memory_budget import check_memory
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
 from models.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
-from utils.seeding import SELECT_XRAYS, torch_generator
+from utils.seeding import SELECT_XRAYS, SUBSAMPLE, derived_seed, torch_generator
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -46,7 +47,7 @@ CHUNKS_PER_FORWARD = 64  # chunks read by the BiLSTM in one batch, to bound memo
 
 
 def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAULT_SELECTION, seed=0, exclude=None,
-           large_pool=DEFAULT_LARGE_POOL, overrides=None):
+           large_pool=DEFAULT_LARGE_POOL, overrides=None, subsample=None, max_memory=None):
     """The X-rays to label, best first: K rows of the pool CSV with all their columns, plus score and rank.
 
     Args:
@@ -65,6 +66,11 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
         overrides: "NAME=VALUE" strings that change the checkpoint's configuration, as ``--set``:
             e.g. ["USE_ASL=True"] for a checkpoint of the original code trained with USE_ASL
             (its checkpoints do not record their configuration).
+        subsample: choose among this many X-rays drawn at random (with ``seed``) from the pool (after
+            ``exclude``) rather than among all of them: for a pool too large for a method's memory.
+        max_memory: bytes a baseline may use; default: the machine's available memory. A baseline whose
+            estimated peak (models/baseline_memory.py) is larger is refused with a UserError naming a
+            --subsample that fits and lighter methods.
 
     Returns:
         DataFrame of K distinct rows in rank order, with the pool's columns plus ``score`` (the
@@ -79,6 +85,8 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
         raise UserError(f"{pool_csv}: already has column(s) {', '.join(map(repr, taken))}, which the selection "
                         "adds; rename them")
     candidates = candidate_rows(pool, exclude)  # (N,) pool rows that may be chosen
+    if subsample is not None:
+        candidates = subsample_rows(candidates, subsample, seed)
     if method == MEDSELECT and checkpoint is None:
         raise UserError("method 'medselect' needs a checkpoint of a trained selector (--checkpoint)")
     stored = load_checkpoint(checkpoint) if checkpoint is not None else None
@@ -98,7 +106,10 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
                                               large_pool, torch_generator(seed, SELECT_XRAYS))
         chosen, chosen_scores = chosen.numpy(), scores[chosen].numpy().astype(np.float64)
     else:
-        embeddings = torch.from_numpy(pool.embeddings[candidates])[None]  # (1, N, D): image embeddings only
+        check_memory(method, len(candidates), pool.embeddings.shape[1], max_memory)
+        # (1, N, D) image embeddings only; without exclusions the pool's own array, not a copy (large pools)
+        rows = pool.embeddings if len(candidates) == len(pool) else pool.embeddings[candidates]
+        embeddings = torch.from_numpy(rows)[None]
         chosen = select_baseline(method, embeddings, k, seed)[0].cpu().numpy()
         chosen_scores = np.full(k, np.nan)
     if len(np.unique(chosen)) != k:
@@ -122,6 +133,17 @@ def candidate_rows(pool, exclude):
     log.info("excluding %d already-labelled X-ray(s) listed in %s%s", int(skipped.sum()), name,
              f" ({unknown} of its Paths are not in the pool)" if unknown else "")
     return rows[~skipped]
+
+
+def subsample_rows(candidates, size, seed):
+    """``size`` of the ``candidates`` drawn uniformly at random from ``seed`` (all of them if fewer), in pool order."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise UserError(f"subsample must be a whole number of at least 1, got {size!r}")
+    if size >= len(candidates):
+        return candidates
+    rng = np.random.default_rng(derived_seed(seed, SUBSAMPLE))
+    log.info("choosing among %d X-rays drawn at random from the %d of the pool (--subsample)", size, len(candidates))
+    return np.sort(rng.choice(candidates, size=size, replace=False))
 
 
 def selector_inputs(pool, use_asl):

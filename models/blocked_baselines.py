@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from models import pool_blocks
 from models.baselines import (FASTERPAM_MAX_ITER, KMEDOIDS_MAX_ITER, PROBCOVER_CLASSES, PROBCOVER_DELTAS,
                               PROBCOVER_PURITY, TYPICLUST_NEIGHBOURS, kmeans, kmedoids_plus_plus,
-                              kmeans_nearest_baseline, pairwise_distances, task_uniforms)
+                              kmeans_nearest_baseline, kmedoids_medoids, pairwise_distances, task_uniforms)
 from models.pool_blocks import PoolDistances, row_blocks
 from utils.progress import progress_bar
 
+KMEDOIDS_EXACT_MAX = 30_000  # the paper's k-medoids exactly up to this pool size; CLARA around it above
 CLARA_SAMPLES = 5  # FasterCLARA's samples (Kaufman & Rousseeuw's CLARA default)
 FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recomputed together
 FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
@@ -167,7 +168,10 @@ def facility_location(x, k, rng):
 
 
 def kmedoids_alternating(x, k, rng):
-    """The paper's k-medoids: k-medoids++ seeding and alternating updates, read from blocks of distances."""
+    """The paper's k-medoids: k-medoids++ seeding and alternating updates, read from blocks of distances, on
+    pools up to KMEDOIDS_EXACT_MAX X-rays; CLARA around the same algorithm above (see clara)."""
+    if x.shape[0] > KMEDOIDS_EXACT_MAX:
+        return clara(x, k, rng, lambda matrix: kmedoids_medoids(matrix[None], k, [rng])[0])
     distances = PoolDistances(x.double())
     medoids = kmedoids_plus_plus(distances, k, rng)
     return torch.from_numpy(alternating(distances, medoids)).to(x.device)
@@ -208,18 +212,24 @@ def alternating(distances, medoids, max_iter=KMEDOIDS_MAX_ITER):
 
 
 def fasterclara(x, k, rng):
-    """FasterCLARA: FasterPAM on CLARA_SAMPLES random samples of DENSE_POOL_MAX X-rays; the medoids with the
-    least total distance from the whole pool to its nearest medoid."""
+    """FasterCLARA (Schubert & Rousseeuw 2021): CLARA with FasterPAM from a random initialisation on each sample."""
+    return clara(x, k, rng, lambda matrix: kmedoids.fasterpam(
+        matrix, k, max_iter=FASTERPAM_MAX_ITER, init="random", random_state=int(rng.integers(2**31 - 1)),
+        n_cpu=1).medoids)
+
+
+def clara(x, k, rng, medoids_of):
+    """CLARA (Kaufman & Rousseeuw 1990): ``medoids_of`` a (n, n) float64 distance matrix, on CLARA_SAMPLES random
+    samples of DENSE_POOL_MAX X-rays; the medoids with the least total distance from the whole pool to its
+    nearest medoid. Memory: one sample's matrix at a time."""
     distances = PoolDistances(x.double())
     pool, sample_size = len(distances), min(len(distances), pool_blocks.DENSE_POOL_MAX)
     best, best_cost = None, np.inf
-    for _ in progress_bar(iterable=range(CLARA_SAMPLES), desc="FasterCLARA samples", unit="sample", leave=False):
+    for _ in progress_bar(iterable=range(CLARA_SAMPLES), desc="CLARA samples", unit="sample", leave=False):
         sample = np.sort(rng.choice(pool, size=sample_size, replace=False))
         matrix = pairwise_distances(distances.x[torch.from_numpy(sample)][None])[0].cpu().numpy()
-        found = kmedoids.fasterpam(matrix, k, max_iter=FASTERPAM_MAX_ITER, init="random",
-                                   random_state=int(rng.integers(2**31 - 1)), n_cpu=1).medoids
+        medoids = sample[np.asarray(medoids_of(matrix), dtype=np.int64)]
         del matrix
-        medoids = sample[np.asarray(found, dtype=np.int64)]
         cost = float(distances.block(medoids).amin(0).sum())
         if cost < best_cost:
             best, best_cost = medoids, cost

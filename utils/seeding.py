@@ -7,6 +7,7 @@ SELECTION, RANDOM_BASELINE, VALIDATION_SELECTION = 0, 1, 2
 # select_xrays.py (pool order, draws) and classify_xrays.py (bootstrap of the AUROC).
 SELECT_XRAYS, CLASSIFY_BOOTSTRAP = 3, 4
 TEST_SELECTION, BASELINE_SELECTION, EVALUATION_BOOTSTRAP = 5, 6, 7  # evaluate.py and models/baselines.py
+SUBSAMPLE = 8  # select_xrays.py --subsample: which X-rays of a large pool are considered
 
 
 def derived_seed(seed, purpose):

@@ -1,0 +1,149 @@
+"""Wall time and peak memory of select_xrays.py with every label-free method on large synthetic pools.
+
+    python3 bench/large_pool.py --pools 10000,30000,100000 --dims 512 -k 50
+
+For each pool size and embedding size a synthetic pool is written once (CSV + HDF5 under
+--work_dir): a mixture of 32 Gaussian clusters, the shape of real embeddings' clusters rather than
+a uniform cloud. Then each method runs as its own ``select_xrays.py --method M`` process, one at a
+time, so that its peak resident memory (ru_maxrss of that process, from os.wait4) is its own and
+includes reading the pool, as a user's run does. A process over --timeout is stopped and reported
+as such; a method that select_xrays.py refuses for memory is reported with its one-line message.
+Writes results.json to --out and the markdown table to docs/results/large_pool.md (--fragment).
+"""
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from data.embedding_writer import write_embeddings  # noqa: E402
+from models.baselines import BASELINE_METHODS  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTERS = 32  # Gaussian clusters of the synthetic pool
+ROWS_PER_WRITE = 50_000  # embeddings generated at a time
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--pools", default="10000,30000,100000", help="pool sizes, comma-separated")
+    parser.add_argument("--dims", default="512", help="embedding sizes, comma-separated")
+    parser.add_argument("--methods", default=",".join(BASELINE_METHODS), help="methods, comma-separated")
+    parser.add_argument("-k", "--k", type=int, default=50, help="X-rays to select")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before a method's process is stopped")
+    parser.add_argument("--max_memory", default=None, help="passed to select_xrays.py (default: its own)")
+    parser.add_argument("--work_dir", default="/tmp/large_pool_bench", help="where the synthetic pools are written")
+    parser.add_argument("--out", default="bench/results/large_pool", help="folder of results.json")
+    parser.add_argument("--fragment", default="docs/results/large_pool.md",
+                        help="markdown table for the docs (results convention); '' for none")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def write_pool(path, pool, dim, seed):
+    """A synthetic pool CSV with its HDF5 beside it (skipped when already there)."""
+    if os.path.exists(path) and os.path.exists(path[:-4] + ".hdf5"):
+        return
+    rng = np.random.default_rng([seed, pool, dim])
+    centres = rng.normal(size=(CLUSTERS, dim)).astype(np.float32)
+    embeddings = np.empty((pool, dim), dtype=np.float32)
+    for start in range(0, pool, ROWS_PER_WRITE):
+        rows = min(ROWS_PER_WRITE, pool - start)
+        embeddings[start:start + rows] = (centres[rng.integers(CLUSTERS, size=rows)]
+                                          + rng.normal(size=(rows, dim)).astype(np.float32))
+    write_embeddings(path[:-4] + ".hdf5", embeddings, {"note": "synthetic pool of bench/large_pool.py"})
+    pd.DataFrame({"Path": [f"synthetic/{i:07d}.jpg" for i in range(pool)]}).to_csv(path, index=False)
+
+
+def run_method(method, pool_csv, k, timeout, max_memory, out_csv):
+    """(status, seconds, peak bytes, message) of one select_xrays.py process."""
+    command = [sys.executable, os.path.join(ROOT, "select_xrays.py"), "--pool_csv", pool_csv, "--method", method,
+               "-k", str(k), "--out", out_csv, "--overwrite"]
+    if max_memory:
+        command += ["--max_memory", max_memory]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    status = "ok"
+    while True:
+        pid, code, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > timeout:
+            os.killpg(process.pid, signal.SIGKILL)
+            pid, code, usage = os.wait4(process.pid, 0)
+            status = "timeout"
+            break
+        time.sleep(0.2)
+    seconds = time.monotonic() - started
+    errors = process.stderr.read().strip().splitlines()
+    message = next((line for line in reversed(errors) if line.startswith("error:")), errors[-1] if errors else "")
+    if status == "ok" and os.waitstatus_to_exitcode(code) != 0:
+        status = "refused" if os.waitstatus_to_exitcode(code) == 2 else f"failed ({os.waitstatus_to_exitcode(code)})"
+    return status, seconds, usage.ru_maxrss * 1024, message
+
+
+def cell(result):
+    if result["status"] == "ok":
+        return f"{result['seconds']:.0f} s, {result['peak_bytes'] / 2**30:.1f} GB"
+    if result["status"] == "timeout":
+        return f"> {result['seconds']:.0f} s (stopped)"
+    return result["status"]
+
+
+def table(results, methods, command):
+    lines = [f"<!-- made by: {command}; machine: {os.cpu_count()}-core CPU ({platform.machine()}), shared -->",
+             "| pool | D | " + " | ".join(methods) + " |", "| ---: | ---: |" + " ---: |" * len(methods)]
+    for (pool, dim), by_method in results.items():
+        lines.append(f"| {pool:,} | {dim} | " + " | ".join(cell(by_method[m]) if m in by_method else ""
+                                                          for m in methods) + " |")
+    notes = [f"* {m} at {pool:,} × {dim}: {r['message']}" for (pool, dim), by in results.items()
+             for m, r in by.items() if r["status"] not in ("ok", "timeout") and r["message"]]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    pools = [int(p) for p in args.pools.split(",")]
+    dims = [int(d) for d in args.dims.split(",")]
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in BASELINE_METHODS]
+    if unknown:
+        sys.exit(f"error: unknown method(s) {', '.join(unknown)}; valid: {', '.join(BASELINE_METHODS)}")
+    os.makedirs(args.work_dir, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    results = {}
+    for dim in dims:
+        for pool in pools:
+            pool_csv = os.path.join(args.work_dir, f"pool_{pool}_{dim}.csv")
+            write_pool(pool_csv, pool, dim, args.seed)
+            results[(pool, dim)] = {}
+            for method in methods:
+                status, seconds, peak, message = run_method(method, pool_csv, args.k, args.timeout, args.max_memory,
+                                                            os.path.join(args.work_dir, "selected.csv"))
+                results[(pool, dim)][method] = {"status": status, "seconds": seconds, "peak_bytes": peak,
+                                                "message": message}
+                print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
+                      + (f"  {message}" if status != "ok" else ""), flush=True)
+    with open(os.path.join(args.out, "results.json"), "w") as file:
+        json.dump([{"pool": p, "dim": d, "method": m, **r} for (p, d), by in results.items() for m, r in by.items()],
+                  file, indent=1)
+    command = "python3 bench/large_pool.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    markdown = table(results, methods, command.strip())
+    print(markdown)
+    if args.fragment:
+        with open(args.fragment, "w") as file:
+            file.write(markdown)
+
+
+if __name__ == "__main__":
+    main()
