@@ -258,7 +258,8 @@ def test_command_line_script(data, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --methods: unknown method(s) best; valid: medselect, medselect-sample, medselect-sample-distinct, "
-        "medselect-topk, medselect-untrained, random, kmedoids, kmedoids-fasterpam, typiclust, probcover, coreset"]
+        "medselect-topk, medselect-untrained, random, kmedoids, kmedoids-fasterpam, typiclust, probcover, coreset, "
+        "facility-location, kmeans-nearest"]
 
 
 def test_a_group_gives_the_same_numbers_alone_or_with_the_other(data, tmp_path):
