@@ -54,9 +54,12 @@ def typicality(distances, labels, neighbours=TYPICLUST_NEIGHBOURS, eps=1e-7):
             if size > 1:
                 k = min(neighbours, size - 1)
                 for part in row_blocks(size, size, distances.itemsize):
-                    nearest = distances.block(members[part], members).topk(min(neighbours + 1, size), dim=1,
-                                                                             largest=False).values
-                    typical[members[part]] = k / (nearest.cumsum(1)[:, k] + eps)  # self (0) and its k nearest
+                    rows = members[part]
+                    partial = distances.partial(rows, members)  # (b, m) squared distances less |x_i|^2
+                    partial[torch.arange(len(rows)), torch.arange(part.start, part.stop)] = float("inf")  # not itself
+                    nearest = partial.topk(k, dim=1, largest=False).values  # (b, k): the k nearest others
+                    nearest = nearest.add_(distances.squared[rows].unsqueeze(1)).clamp_(min=0).sqrt_()
+                    typical[rows] = k / (nearest.sum(1) + eps)  # its own distance, 0, adds nothing
             bar.update(size)
     return typical
 
@@ -84,14 +87,20 @@ def probcover(x, k, rng):
 
 
 def probcover_delta(distances, labels):
-    """baselines.probcover_delta from blocks: each X-ray's distance to the nearest X-ray of another cluster."""
-    margin = torch.full((len(distances),), float("inf"), dtype=distances.x.dtype, device=distances.x.device)
-    with _bar(len(distances), "ProbCover radius", "X-ray") as bar:
-        for part in row_blocks(len(distances), len(distances), distances.itemsize):
-            rows = torch.arange(part.start, part.stop, device=distances.x.device)
-            block = distances.block(rows).masked_fill_(labels[rows].unsqueeze(1) == labels.unsqueeze(0), float("inf"))
-            margin[part] = block.amin(1)
-            bar.update(len(rows))
+    """baselines.probcover_delta from blocks: each X-ray's distance to the nearest X-ray of another cluster, from
+    the blocks between two clusters only, each block read once (row minima for one, column minima for the other)."""
+    squared = torch.full((len(distances),), float("inf"), dtype=distances.x.dtype, device=distances.x.device)
+    clusters = [torch.nonzero(labels == c).squeeze(1) for c in torch.unique(labels).tolist()]
+    pairs = [(a, b) for i, a in enumerate(clusters) for b in clusters[i + 1:]]
+    with _bar(sum(len(a) for a, _ in pairs), "ProbCover radius", "X-ray") as bar:
+        for members, others in pairs:
+            for part in row_blocks(len(members), len(others), distances.itemsize):
+                rows = members[part]
+                d2 = distances.partial(rows, others).add_(distances.squared[rows].unsqueeze(1))  # (b, m) squared
+                squared[rows] = torch.minimum(squared[rows], d2.amin(1))
+                squared[others] = torch.minimum(squared[others], d2.amin(0))
+                bar.update(len(rows))
+    margin = squared.clamp_(min=0).sqrt_()
     grid = torch.tensor(PROBCOVER_DELTAS, dtype=margin.dtype, device=margin.device)
     pure = (margin.unsqueeze(-1) > grid).to(torch.float64).mean(0) >= PROBCOVER_PURITY  # (G,)
     passing = int(pure.long().cumprod(0).sum())
@@ -103,10 +112,29 @@ def ball_counts(distances, delta, cols, desc=None):
     counts = torch.zeros(len(distances), dtype=torch.long, device=distances.x.device)
     if len(cols) == 0:
         return counts
-    blocks = list(row_blocks(len(distances), len(cols), distances.itemsize))
-    for part in (blocks if desc is None else progress_bar(iterable=blocks, desc=desc, unit="block", leave=False)):
-        rows = torch.arange(part.start, part.stop, device=distances.x.device)
-        counts[part] = (distances.block(rows, None if len(cols) == len(distances) else cols) <= delta).sum(1)
+    if len(cols) == len(distances):
+        return _all_ball_counts(distances, delta, desc)
+    for part in row_blocks(len(distances), len(cols), distances.itemsize):
+        counts[part] = distances.count_within(torch.arange(part.start, part.stop, device=counts.device), delta, cols)
+    return counts
+
+
+def _all_ball_counts(distances, delta, desc):
+    """ball_counts over the whole pool, each pair read once: block [s, e) x [s, P) counts for its rows, and for its
+    columns beyond e (the square [s, e) x [s, e) holds both orders of its pairs already)."""
+    pool, device = len(distances), distances.x.device
+    counts = torch.zeros(pool, dtype=torch.long, device=device)
+    step = max(1, int(pool_blocks.block_rows(pool, distances.itemsize)))
+    bar = _bar(pool * (pool + 1) // 2, desc or "ball counts", "pair")
+    for start in range(0, pool, step):
+        stop = min(start + step, pool)
+        rows = torch.arange(start, stop, device=device)
+        within = distances.partial(rows, torch.arange(start, pool, device=device)) \
+            <= (delta * delta - distances.squared[rows]).unsqueeze(1)  # (b, P - start)
+        counts[start:stop] += within.sum(1)
+        counts[stop:] += within[:, stop - start:].sum(0)
+        bar.update((stop - start) * (pool - start))
+    bar.close()
     return counts
 
 

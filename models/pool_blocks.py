@@ -47,18 +47,29 @@ class PoolDistances:
     def itemsize(self):
         return self.x.element_size()
 
-    def block(self, rows, cols=None):
+    def partial(self, rows, cols=None):
+        """(b, m) |x_j|^2 - 2 x_i.x_j, the squared distances less |x_i|^2, in one matrix product (addmm): the
+        cheapest form for comparisons and minima along a row, where the row's constant does not matter."""
+        xc, sc = (self.x, self.squared) if cols is None else (self.x[cols], self.squared[cols])
+        return torch.addmm(sc.unsqueeze(0), self.x[rows], xc.T, alpha=-2)
+
+    def block(self, rows, cols=None, self_columns=None):
+        """(b, m) distances. An X-ray's distance to itself is 0, as on the dense code's zeroed diagonal: for
+        ``cols`` None the columns of ``rows``; otherwise ``self_columns`` (b,) says where each row's own column
+        is (None: the rows are not among ``cols``)."""
         rows = torch.as_tensor(rows, dtype=torch.long, device=self.x.device).reshape(-1)
-        if cols is None:
-            xc, sc = self.x, self.squared
-            same = rows.unsqueeze(1) == torch.arange(len(self), device=self.x.device)
-        else:
+        if cols is not None:
             cols = torch.as_tensor(cols, dtype=torch.long, device=self.x.device).reshape(-1)
-            xc, sc = self.x[cols], self.squared[cols]
-            same = rows.unsqueeze(1) == cols.unsqueeze(0)
-        d2 = self.squared[rows].unsqueeze(1) + sc.unsqueeze(0) - 2 * self.x[rows] @ xc.T
-        d2.masked_fill_(same, 0.0)  # an X-ray's distance to itself, as the dense code's zeroed diagonal
+        d2 = self.partial(rows, cols).add_(self.squared[rows].unsqueeze(1))
+        own = rows if cols is None else self_columns
+        if own is not None:
+            d2[torch.arange(len(rows), device=self.x.device), own] = 0.0
         return d2.clamp_(min=0).sqrt_()
+
+    def count_within(self, rows, radius, cols=None):
+        """(b,) int64: how many of ``cols`` (default: the pool) lie within ``radius`` of each of ``rows``."""
+        bound = (radius * radius - self.squared[rows]).unsqueeze(1)  # d^2 <= r^2  <=>  partial <= r^2 - |x_i|^2
+        return (self.partial(rows, cols) <= bound).sum(1)
 
     def __getitem__(self, rows):
         single = np.ndim(rows) == 0
@@ -69,5 +80,6 @@ class PoolDistances:
         """(m,) sum of each member's distances to all the members (members: LongTensor of pool positions)."""
         sums = torch.empty(len(members), dtype=self.x.dtype, device=self.x.device)
         for part in row_blocks(len(members), len(members), self.itemsize):
-            sums[part] = self.block(members[part], members).sum(1)
+            own = torch.arange(part.start, part.stop, device=self.x.device)
+            sums[part] = self.block(members[part], members, self_columns=own).sum(1)
         return sums
