@@ -164,8 +164,10 @@ def facility_location(x, k, rng):
     """Greedy facility location by lazy evaluation: the picks of baselines.facility_location_baseline.
 
     A candidate's gain only shrinks as picks are added (the function is submodular), so a gain computed
-    earlier bounds it from above. Each step recomputes the gains of the FACILITY_CANDIDATES candidates
-    with the largest bounds and takes the best of them once no other bound exceeds it. The first bounds
+    earlier bounds it from above. Each step recomputes the gains of the candidates with the largest
+    bounds, FACILITY_CANDIDATES of them and twice as many at each further round of the step, and takes
+    the best once no other bound exceeds it: a step that must look at every candidate (the second,
+    whose bounds are the first step's) costs at most about two passes over the pool. The first bounds
     are the gains of the first step, sum_i (s_ij + 1) = x_j . sum_i x_i + P, without any pool x pool product.
     """
     x = F.normalize(x, dim=-1)
@@ -175,19 +177,19 @@ def facility_location(x, k, rng):
     taken = torch.zeros(pool, dtype=torch.bool, device=x.device)
     picks = []
     for _ in progress_bar(iterable=range(k), desc="facility location", unit="pick", leave=False):
+        fresh = taken.clone()  # candidates whose bound is their gain at this step (the taken: -inf)
+        width = FACILITY_CANDIDATES
         while True:
-            candidates = bound.topk(min(FACILITY_CANDIDATES, pool)).indices  # (C,), largest bound first
-            gains = torch.empty(len(candidates), dtype=x.dtype, device=x.device)
+            candidates = bound.masked_fill(fresh, -float("inf")).topk(min(width, int((~fresh).sum()))).indices
+            width *= 2
             for part in row_blocks(len(candidates), pool, x.element_size()):
-                gains[part] = (x[candidates[part]] @ x.T - best).clamp_(min=0).sum(1)
-            gains.masked_fill_(taken[candidates], -float("inf"))
-            bound[candidates] = gains
-            others = bound.clone()
-            others[candidates] = -float("inf")
-            top_gain = gains.max()
-            if top_gain >= others.max():  # no candidate outside the ones recomputed can do better
-                break
-        pick = candidates[gains == top_gain].min()  # the lowest position among equal gains, as argmax
+                bound[candidates[part]] = (x[candidates[part]] @ x.T - best).clamp_(min=0).sum(1)
+            fresh[candidates] = True
+            top_gain = bound.masked_fill(~fresh | taken, -float("inf")).max()
+            if fresh.all() or top_gain >= bound.masked_fill(fresh, -float("inf")).max():
+                break  # no candidate not recomputed can do better
+        # the lowest position among equal gains, as argmax
+        pick = torch.nonzero((bound == top_gain) & fresh & ~taken).min()
         picks.append(pick)
         taken[pick] = True
         bound[pick] = -float("inf")
