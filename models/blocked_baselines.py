@@ -56,7 +56,7 @@ def typicality(distances, labels, neighbours=TYPICLUST_NEIGHBOURS, eps=1e-7):
                 for part in row_blocks(size, size, distances.itemsize):
                     rows = members[part]
                     partial = distances.partial(rows, members)  # (b, m) squared distances less |x_i|^2
-                    partial[torch.arange(len(rows)), torch.arange(part.start, part.stop)] = float("inf")  # not itself
+                    partial[torch.arange(len(rows), device=rows.device), torch.arange(part.start, part.stop, device=rows.device)] = float("inf")
                     nearest = partial.topk(k, dim=1, largest=False).values  # (b, k): the k nearest others
                     nearest = nearest.add_(distances.squared[rows].unsqueeze(1)).clamp_(min=0).sqrt_()
                     typical[rows] = k / (nearest.sum(1) + eps)  # its own distance, 0, adds nothing

@@ -155,3 +155,14 @@ def test_peak_estimate_grows_with_the_square_of_a_dense_pool_and_linearly_above(
     assert larger - large < 2 * (large - baseline_memory.PROCESS_BYTES)  # linear, not quadratic
     assert baseline_memory.largest_pool("probcover", 512, baseline_memory.peak_bytes("probcover", 50_000, 512)) \
         == 50_000
+
+
+def test_kmeans_refills_empty_clusters_as_before():
+    """Duplicated X-rays leave clusters empty; they are refilled as the earlier code refilled them."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(np.repeat(rng.normal(size=(3, 1, 4, 5)), 6, axis=1).reshape(3, 24, 5))  # 4 points, 6 times
+    x[1, :12] += torch.from_numpy(rng.normal(size=(12, 5)))  # one task with more distinct points
+    ours = kmeans(x, 6, task_rngs("typiclust", 0, range(3)))
+    reference = reference_baselines.kmeans(x, 6, task_rngs("typiclust", 0, range(3)))
+    assert torch.equal(ours[0], reference[0]) and torch.equal(ours[1], reference[1])
+    assert (torch.nn.functional.one_hot(ours[0][0], 6).sum(0) == 0).any()  # the premise: a cluster stayed empty
