@@ -12,7 +12,7 @@ import logging
 from medselect.output import write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
-from models.blocked_baselines import CLARA_SAMPLES, KMEDOIDS_EXACT_MAX
+from models.blocked_baselines import CLARA_SAMPLE_SIZE, CLARA_SAMPLES, KMEDOIDS_EXACT_MAX
 from models.pool_blocks import DENSE_POOL_MAX
 from utils.errors import run_cli
 from utils.logs import LOGGER_NAME, setup_logging
@@ -33,10 +33,10 @@ BASELINE_ALGORITHMS = f"""label-free baselines (--method) and the algorithm each
     kmeans-nearest     K-means (never needs a pool x pool matrix), the X-ray nearest each centroid
     kmedoids           the paper's k-medoids++ and alternating updates from blocks up to {KMEDOIDS_EXACT_MAX:,} X-rays
                        (exact, but each update sums distances within clusters: slow beyond); above,
-                       CLARA around it: the same algorithm on {CLARA_SAMPLES} random samples of {DENSE_POOL_MAX:,}, the medoids
-                       with the least total distance over the whole pool
+                       CLARA around it: the same algorithm on {CLARA_SAMPLES} random samples of
+                       {CLARA_SAMPLE_SIZE:,}, the medoids with the least total distance over the pool
     kmedoids-fasterpam FasterPAM needs the whole matrix: above {DENSE_POOL_MAX:,}, FasterCLARA (FasterPAM on {CLARA_SAMPLES}
-                       samples of {DENSE_POOL_MAX:,}, kept as for kmedoids)
+                       samples of {CLARA_SAMPLE_SIZE:,}, kept as for kmedoids)
   Before starting, the peak memory is estimated from the pool size; above the available memory (or
   --max_memory) the run stops with one line naming a --subsample that fits and lighter methods.
   Measured times and memory: docs/performance.md; details: docs/own_xrays.md."""

@@ -45,6 +45,8 @@ def get_args_parser():
     parser.add_argument("--out", default="bench/results/large_pool", help="folder of results.json")
     parser.add_argument("--fragment", default="docs/results/large_pool.md",
                         help="markdown table for the docs (results convention); '' for none")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other entries of an earlier --out/results.json, replacing those measured now")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -121,12 +123,21 @@ def main(argv=None):
         sys.exit(f"error: unknown method(s) {', '.join(unknown)}; valid: {', '.join(BASELINE_METHODS)}")
     os.makedirs(args.work_dir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
-    results = {}
+    results, commands = {}, []
+    command = "python3 bench/large_pool.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    earlier = os.path.join(args.out, "results.json")
+    if args.update and os.path.exists(earlier):
+        with open(earlier) as file:
+            stored = json.load(file)
+        commands = stored.get("commands", [])
+        for row in stored["results"]:
+            results.setdefault((row["pool"], row["dim"]), {})[row["method"]] = row
+    commands.append(command.strip())
     for dim in dims:
         for pool in pools:
             pool_csv = os.path.join(args.work_dir, f"pool_{pool}_{dim}.csv")
             write_pool(pool_csv, pool, dim, args.seed)
-            results[(pool, dim)] = {}
+            results.setdefault((pool, dim), {})
             for method in methods:
                 status, seconds, peak, message = run_method(method, pool_csv, args.k, args.timeout, args.max_memory,
                                                             os.path.join(args.work_dir, "selected.csv"))
@@ -135,10 +146,12 @@ def main(argv=None):
                 print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
                       + (f"  {message}" if status != "ok" else ""), flush=True)
     with open(os.path.join(args.out, "results.json"), "w") as file:
-        json.dump([{"pool": p, "dim": d, "method": m, **r} for (p, d), by in results.items() for m, r in by.items()],
+        json.dump({"commands": commands, "results": [{**r, "pool": p, "dim": d, "method": m}
+                                                     for (p, d), by in results.items() for m, r in by.items()]},
                   file, indent=1)
-    command = "python3 bench/large_pool.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = table(results, methods, command.strip())
+    shown = [m for m in BASELINE_METHODS if any(m in by for by in results.values())]
+    markdown = table(dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0]))), shown,
+                     "; then ".join(commands))
     print(markdown)
     if args.fragment:
         with open(args.fragment, "w") as file:

@@ -35,8 +35,8 @@ def peak_bytes(method, pool, dim):
         return fixed + 4 * DENSE_MATRICES[method] * pool * pool
     blocks = BLOCKS_ALIVE * pool_blocks.BLOCK_BYTES
     if method == "kmedoids-fasterpam" or (method == "kmedoids" and pool > blocked_baselines.KMEDOIDS_EXACT_MAX):
-        # CLARA: a dense sample of DENSE_POOL_MAX X-rays at a time
-        blocks += 4 * DENSE_MATRICES[method] * pool_blocks.DENSE_POOL_MAX ** 2
+        # CLARA: a dense sample of CLARA_SAMPLE_SIZE X-rays at a time
+        blocks += 4 * DENSE_MATRICES[method] * blocked_baselines.CLARA_SAMPLE_SIZE ** 2
     if method == "probcover":  # each X-ray's purity at every radius of the grid, one byte each
         blocks += 200 * pool
     return fixed + blocks

@@ -38,7 +38,8 @@ and coverage updates, CoreSet's distances, facility location by lazy greedy eval
 k-medoids as k-medoids++ then alternating updates on each cluster's block. Only
 ``kmedoids-fasterpam`` changes algorithm: FasterPAM needs the whole matrix, so a larger pool gets
 FasterCLARA (Schubert & Rousseeuw 2021: FasterPAM on ``CLARA_SAMPLES`` random samples of
-``DENSE_POOL_MAX`` X-rays, keeping the medoids with the least total distance over the whole pool).
+``CLARA_SAMPLE_SIZE`` X-rays, keeping the medoids with the least total distance over the whole pool);
+the paper's k-medoids above ``KMEDOIDS_EXACT_MAX`` X-rays is CLARA around its own algorithm.
 
 All methods except the two k-medoids run as tensor operations on the embeddings' device. Every
 random choice of task b comes from ``numpy.random.default_rng([seed, BASELINE_SELECTION,

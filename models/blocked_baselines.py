@@ -23,7 +23,8 @@ from models.pool_blocks import PoolDistances, row_blocks
 from utils.progress import progress_bar
 
 KMEDOIDS_EXACT_MAX = 30_000  # the paper's k-medoids exactly up to this pool size; CLARA around it above
-CLARA_SAMPLES = 5  # FasterCLARA's samples (Kaufman & Rousseeuw's CLARA default)
+CLARA_SAMPLES = 5  # CLARA's samples (Kaufman & Rousseeuw's default)
+CLARA_SAMPLE_SIZE = 4096  # X-rays per sample: a 128 MB float64 matrix; FasterPAM on it takes seconds
 FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recomputed together
 FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
 
@@ -250,10 +251,10 @@ def fasterclara(x, k, rng):
 
 def clara(x, k, rng, medoids_of):
     """CLARA (Kaufman & Rousseeuw 1990): ``medoids_of`` a (n, n) float64 distance matrix, on CLARA_SAMPLES random
-    samples of DENSE_POOL_MAX X-rays; the medoids with the least total distance from the whole pool to its
+    samples of CLARA_SAMPLE_SIZE X-rays; the medoids with the least total distance from the whole pool to its
     nearest medoid. Memory: one sample's matrix at a time."""
     distances = PoolDistances(x.double())
-    pool, sample_size = len(distances), min(len(distances), pool_blocks.DENSE_POOL_MAX)
+    pool, sample_size = len(distances), min(len(distances), CLARA_SAMPLE_SIZE)
     best, best_cost = None, np.inf
     for _ in progress_bar(iterable=range(CLARA_SAMPLES), desc="CLARA samples", unit="sample", leave=False):
         sample = np.sort(rng.choice(pool, size=sample_size, replace=False))

@@ -131,8 +131,9 @@ def clara_loop(points, k, rng, medoids_of, sample_size):
 
 @pytest.mark.parametrize("method", ["kmedoids", "kmedoids-fasterpam"])
 def test_large_pool_k_medoids_is_clara_around_the_small_pool_algorithm(method, clustered, monkeypatch):
-    monkeypatch.setattr(pool_blocks, "DENSE_POOL_MAX", 200)
-    monkeypatch.setattr(blocked_baselines, "KMEDOIDS_EXACT_MAX", 200)
+    monkeypatch.setattr(pool_blocks, "DENSE_POOL_MAX", 300)
+    monkeypatch.setattr(blocked_baselines, "KMEDOIDS_EXACT_MAX", 300)
+    monkeypatch.setattr(blocked_baselines, "CLARA_SAMPLE_SIZE", 200)
     k, seed, x = 6, 8, clustered[0, :900]
     selection = select_baseline(method, x[None], k, seed=seed)[0].numpy()
 
