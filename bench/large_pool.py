@@ -129,6 +129,8 @@ def main(argv=None):
     if args.update and os.path.exists(earlier):
         with open(earlier) as file:
             stored = json.load(file)
+        if isinstance(stored, list):  # written before --update existed: the results only
+            stored = {"results": stored}
         commands = stored.get("commands", [])
         for row in stored["results"]:
             results.setdefault((row["pool"], row["dim"]), {})[row["method"]] = row
