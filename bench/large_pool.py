@@ -147,6 +147,12 @@ def main(argv=None):
                                                 "message": message}
                 print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
                       + (f"  {message}" if status != "ok" else ""), flush=True)
+                markdown = write_results(results, commands, args)  # after each method: a long run stopped keeps them
+    print(markdown)
+
+
+def write_results(results, commands, args):
+    """results.json and the markdown fragment of everything measured so far; returns the markdown."""
     with open(os.path.join(args.out, "results.json"), "w") as file:
         json.dump({"commands": commands, "results": [{**r, "pool": p, "dim": d, "method": m}
                                                      for (p, d), by in results.items() for m, r in by.items()]},
@@ -154,11 +160,10 @@ def main(argv=None):
     shown = [m for m in BASELINE_METHODS if any(m in by for by in results.values())]
     markdown = table(dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0]))), shown,
                      "; then ".join(commands))
-    print(markdown)
     if args.fragment:
         with open(args.fragment, "w") as file:
             file.write(markdown)
-
+    return markdown
 
 if __name__ == "__main__":
     main()
