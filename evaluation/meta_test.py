@@ -190,7 +190,10 @@ def _clock(device):
 def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
     """Result rows: per group, per condition and overall, each method's mean AUROC and CI, once per
     MedSelect variant it is compared with (``reference``), with that variant's paired difference to
-    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none."""
+    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none.
+    Each row also holds the method's fraction of positives selected (mean, min, max over the cell's tasks),
+    its kind ('reference' for evaluation/references.py's rows, which ``methods`` may include; they are
+    compared with nothing) and its share of the cell's headroom."""
     cells = []  # (group, condition, {method: per-task AUROC}, {method: per-task fraction of positives selected})
     for group, task_set in task_sets.items():
         condition_ids = task_set.condition_ids()
