@@ -161,6 +161,7 @@ def write_results(results, commands, args):
     markdown = table(dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0]))), shown,
                      "; then ".join(commands))
     if args.fragment:
+        os.makedirs(os.path.dirname(args.fragment) or ".", exist_ok=True)
         with open(args.fragment, "w") as file:
             file.write(markdown)
     return markdown
