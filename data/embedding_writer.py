@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from data.csv_hdf5 import HDF5_DATASET, plain_attribute
+from data.dicom import DESCRIPTION as DICOM_DESCRIPTION, WINDOWING
 from utils.atomic import atomic_path
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
@@ -23,8 +24,9 @@ PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it i
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held by the run that writes OUTPUT (rank 0, the only writer under torchrun)
 # Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
 RESUME_KEYS = ("csv_rows", "csv_path_sha256", "encoder", "model", "weights", "weights_sha256", "precision",
-               "decoder", "preprocessing")
-RESUME_DEFAULTS = {"decoder": "pil"}  # a .partial written before --decoder existed was made with PIL
+               "decoder", "preprocessing", "dicom_windowing")
+# A .partial written before --decoder existed was made with PIL; one written before DICOM input held no DICOM file.
+RESUME_DEFAULTS = {"decoder": "pil", "dicom_windowing": "voi_lut"}
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -49,6 +51,9 @@ def embedding_attributes(frame, csv_path, encoder, precision, decoder, root, wei
         "precision": precision,
         "decoder": decoder,
         "preprocessing": encoder.pipeline.description,
+        # How DICOM files among the images were windowed (data/dicom.py): files made by another rule differ.
+        "dicom_windowing": encoder.pipeline.dicom_windowing,
+        "dicom_preprocessing": DICOM_DESCRIPTION.format(rule=WINDOWING[encoder.pipeline.dicom_windowing]),
         "image_root": os.path.abspath(root) if root else os.getcwd(),
         "created_by": "xray_to_hdf5.py",
     }

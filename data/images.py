@@ -6,7 +6,8 @@ to [0, 1], normalise with the CXR mean and std on every channel. It is split
 into steps a benchmark can time one by one:
 
 * ``decode``           file -> PIL image, 8 bits per channel (grey-scale images stay one channel;
-                       16-bit grey is scaled from its own range to 8 bits, see ``decode``)
+                       16-bit grey is scaled from its own range to 8 bits, see ``decode``; a DICOM
+                       file is windowed to 8-bit grey by data/dicom.py)
 * ``resize_and_crop``  PIL image -> 320 x 320 PIL image
 * ``to_uint8_tensor``  -> (3, 320, 320) uint8; this is what DataLoader workers send
 * ``normalize``        uint8 batch -> float32 batch, on the model's device
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 
+from data.dicom import DEFAULT_WINDOWING, check_dicom, is_dicom, read_dicom
 from utils.errors import UserError
 
 IMAGE_SIZE = 320      # shorter side after resizing, and the side of the centre crop (MoCo-CXR)
@@ -63,8 +65,11 @@ SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes for 16-
 UINT16_MAX = 65535
 
 
-def decode(path):
+def decode(path, dicom_windowing=DEFAULT_WINDOWING):
     """Open and decode the image file at ``path`` -> PIL image, 'L' (grey) or 'RGB', 8 bits per channel.
+
+    A DICOM file (data/dicom.py's ``is_dicom``) is read by pydicom and windowed
+    to 8-bit grey by the rule ``dicom_windowing`` (data/dicom.py's WINDOWING).
 
     Grey-scale and RGB images keep their mode. A 16-bit grey image (Pillow's
     'I;16' modes, or 'I' as older Pillows open 16-bit PNGs) is scaled from its
@@ -75,6 +80,8 @@ def decode(path):
     CMYK, ...) are converted to RGB. Floating-point pixels ('F'), whose range
     is unknown, are refused.
     """
+    if is_dicom(path):
+        return read_dicom(path, dicom_windowing)
     with Image.open(path) as image:
         image.load()  # the pixels stay in memory after the file is closed
     if image.mode in ("L", "RGB"):
@@ -165,7 +172,7 @@ def decode_jpegs(data, device="cpu"):
         return decode_jpeg(data, mode=ImageReadMode.UNCHANGED, device=device)
 
 
-def decode_torchvision(path):
+def decode_torchvision(path, dicom_windowing=DEFAULT_WINDOWING):
     """A JPEG decoded by torchvision -> (C, H, W) uint8 tensor, C = 1 or 3; any other file -> ``decode(path)``.
 
     Only 8-bit JPEGs take this path; PNGs and TIFFs, 16-bit ones included, and
@@ -180,7 +187,7 @@ def decode_torchvision(path):
             image = None
         if image is not None and image.shape[0] in (1, 3) and image.dtype == torch.uint8:
             return image
-    return decode(path)
+    return decode(path, dicom_windowing)
 
 
 def resize_and_crop_tensor(image, size=IMAGE_SIZE):
@@ -297,9 +304,10 @@ class ImagePipeline:
     shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     dtype = torch.uint8
     decodes_on_device = False  # True: workers send undecoded items and ``finish_batch`` decodes them
+    dicom_windowing = DEFAULT_WINDOWING  # how DICOM files are windowed (xray_to_hdf5.py --dicom_windowing)
 
     def decode(self, path):
-        return decode(path)
+        return decode(path, self.dicom_windowing)
 
     def is_uniform(self, image):
         return is_uniform(image)
@@ -331,7 +339,7 @@ class MocoTorchvisionPipeline(MocoPipeline):
     description = PREPROCESSING_TORCHVISION
 
     def decode(self, path):
-        return decode_torchvision(path)
+        return decode_torchvision(path, self.dicom_windowing)
 
     def transform(self, image):
         if isinstance(image, torch.Tensor):
@@ -345,7 +353,7 @@ class MocoDeviceDecodePipeline(MocoTorchvisionPipeline):
 
     def decode(self, path):
         data = read_jpeg(path)
-        return data if data is not None else decode(path)
+        return data if data is not None else decode(path, self.dicom_windowing)
 
     def is_uniform(self, image):
         return None if isinstance(image, torch.Tensor) else is_uniform(image)  # bytes: known once decoded
@@ -394,13 +402,16 @@ class XrayImages(Dataset):
             return row, self.pipeline.placeholder(), read_error(err) or "unreadable", False
 
 
-def check_image(path):
+def check_image(path, dicom_windowing=DEFAULT_WINDOWING):
     """None when the image at ``path`` opens and decodes, else the reason it cannot be read.
 
     Cheap: a JPEG is decoded at 1/8 scale (libjpeg skips most of the work but
     still reads every byte, so a truncated file is caught); other formats are
-    verified by Pillow without decoding the pixels.
+    verified by Pillow without decoding the pixels. A DICOM file is read whole,
+    as embedding reads it (its refusals are only known from the header and pixels).
     """
+    if is_dicom(path):
+        return check_dicom(path, dicom_windowing)
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":
@@ -413,7 +424,7 @@ def check_image(path):
     return None
 
 
-def check_images(paths, rows, threads=8, progress=None):
+def check_images(paths, rows, threads=8, progress=None, dicom_windowing=DEFAULT_WINDOWING):
     """[(row, path, reason)] for every unreadable image among ``rows``, in row order.
 
     Pillow releases the GIL while reading, so threads overlap the file reads.
@@ -421,7 +432,7 @@ def check_images(paths, rows, threads=8, progress=None):
     """
     bad = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for row, reason in zip(rows, pool.map(lambda r: check_image(paths[r]), rows)):
+        for row, reason in zip(rows, pool.map(lambda r: check_image(paths[r], dicom_windowing), rows)):
             if reason is not None:
                 bad.append((row, paths[row], reason))
             if progress is not None:
