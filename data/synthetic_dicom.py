@@ -5,6 +5,8 @@ or any array; NOT real X-rays).
 radiograph has (Modality DX, patient, study and instance UIDs, view, sex, age) and, on request, a rescale, a
 window, a VOI LUT, MONOCHROME1 or a compressed transfer syntax (pydicom's encoders).
 """
+import os
+
 import numpy as np
 
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -35,7 +37,8 @@ def write_dicom(path, pixels, *, bits_stored=12, photometric="MONOCHROME2", moda
     ds.Modality = modality
     ds.PatientID = "P0"
     for keyword, value in (header or {}).items():
-        setattr(ds, keyword, value)
+        if value is not None and value == value:  # None and NaN (a blank cell of a table) are left out
+            setattr(ds, keyword, value)
     colour = pixels.ndim == 3 and frames is None
     ds.set_pixel_data(pixels.astype(np.uint8 if bits_stored <= 8 else np.uint16),
                       "RGB" if colour else photometric, bits_stored)
@@ -55,5 +58,6 @@ def write_dicom(path, pixels, *, bits_stored=12, photometric="MONOCHROME2", moda
         ds.PresentationLUTShape = presentation_lut_shape
     if transfer_syntax is not None:
         ds.compress(transfer_syntax)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return str(path)
