@@ -85,7 +85,7 @@ def resume_position(output, attrs, overwrite):
         log.warning("%s: unfinished file is unreadable (killed while writing?); starting over", partial)
         os.remove(partial)
         return 0
-    different = [key for key in RESUME_KEYS if stored[key] != attrs[key]]
+    different = [key for key in RESUME_KEYS if stored[key] != attrs.get(key, RESUME_DEFAULTS.get(key))]
     if not valid and not different:
         different = ["dataset shape"]
     if different:

@@ -216,8 +216,8 @@ def test_missing_decoder_plugin_names_the_syntax_and_the_install(picture, tmp_pa
 
 
 def test_windowing_rule_is_recorded_and_a_resume_with_another_is_refused(picture, tmp_path, capsys):
-    folder, _, _ = picture
-    csv = write_csv(tmp_path / "x.csv", [str(folder / "mono1.dcm")])
+    _, stored, _ = picture
+    csv = write_csv(tmp_path / "x.csv", [write_dicom(tmp_path / "mono1.dcm", MAX12 - stored, photometric="MONOCHROME1")])
     checkpoint = write_checkpoint(tmp_path / "moco.pth.tar", "resnet18", "linear", queue_length=16)
     out = tmp_path / "x.hdf5"
     code, _, err = run_main(xray_to_hdf5.main, ["-d", csv, "-o", out, "-c", checkpoint, "--num_workers", 0,
@@ -230,3 +230,10 @@ def test_windowing_rule_is_recorded_and_a_resume_with_another_is_refused(picture
     partial.file.close()
     with pytest.raises(UserError, match="different dicom_windowing"):
         resume_position(str(out), {**attrs, "dicom_windowing": "window"}, overwrite=False)
+    # A .partial written before DICOM input existed (no such attribute) resumes under the default rule.
+    del partial
+    with h5py.File(str(out) + ".partial", "a") as f:
+        del f.attrs["dicom_windowing"]
+    assert resume_position(str(out), attrs, overwrite=False) == 0
+    with pytest.raises(UserError, match="different dicom_windowing"):
+        resume_position(str(out), {**attrs, "dicom_windowing": "full_range"}, overwrite=False)
