@@ -69,8 +69,11 @@ def is_dicom(path):
 
 def read_header(path, stop_before_pixels=False):
     """pydicom's Dataset of the file at ``path``; ValueError with a short reason when it is not DICOM."""
-    import pydicom  # imported here: only runs that meet a DICOM file need it
-    from pydicom.errors import InvalidDicomError
+    try:
+        import pydicom  # imported here: only runs that meet a DICOM file need it
+        from pydicom.errors import InvalidDicomError
+    except ImportError:
+        raise ValueError("reading DICOM files needs pydicom, which is not installed: pip install pydicom") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about every non-conformant value it reads
@@ -115,7 +118,10 @@ def read_dicom(path, windowing=DEFAULT_WINDOWING):
     if problem:
         return _refuse(problem)
     pixels = decode_pixels(ds)  # (rows, columns) stored values
-    return Image.fromarray(to_eight_bits(pixels, ds, windowing), mode="L")
+    try:
+        return Image.fromarray(to_eight_bits(pixels, ds, windowing), mode="L")
+    except (AttributeError, KeyError, TypeError, IndexError, NotImplementedError) as err:  # a broken header
+        return _refuse(f"cannot apply the DICOM rescale or window ({_first_line(err)})")
 
 
 def decode_pixels(ds):
