@@ -97,7 +97,8 @@ def get_args_parser():
                              "also valid, validate, validation, dev, training, testing) instead of drawing one")
     parser.add_argument("--official_split", action="store_true",
                         help="nih: keep train_val_list.txt / test_list.txt (validation drawn from its training "
-                             "patients); mimic: keep mimic-cxr-2.0.0-split.csv")
+                             "patients); mimic: keep mimic-cxr-2.0.0-split.csv; folders: keep the train/val/test "
+                             "folders; mura: train, and valid as the test split (validation drawn from train)")
     parser.add_argument("--drop_missing_images", action="store_true",
                         help="leave out (and count) the X-rays whose image is not under --root, instead of "
                              "stopping")
@@ -120,12 +121,12 @@ def get_args_parser():
     layouts.add_argument("--hash_patient", nargs="?", const="", default=None, metavar="SALT",
                          help="dicom: write SHA-256(SALT + PatientID) (16 hex digits) instead of the PatientID, for "
                               "sharing the CSVs; without SALT a random one, not kept (hashes then differ between runs)")
-    layouts.add_argument("--normal_name", default=None,
-                         help=f"folders: the class folder of normal X-rays, any case (default {DEFAULT_NORMAL_NAME})")
+    layouts.add_argument("--normal_name", default=DEFAULT_NORMAL_NAME,
+                         help="folders: the class folder of normal X-rays, any case")
     layouts.add_argument("--patient_regex", default=None, metavar="REGEX",
                          help="folders: regular expression finding the patient in each file name (its first group, "
                               "or the whole match), e.g. '(person\\d+|IM-\\d+)' for the pediatric pneumonia "
-                              "collection; default: every image is its own patient")
+                              "collection; none: every image is its own patient")
     return parser
 
 
@@ -149,7 +150,7 @@ def main(argv=None):
     source = read_dataset(args.format, [p for p in (args.train_csv, args.valid_csv) if p], args.root, conditions,
                           config["HOLD_OUT"], patient_column=args.patient_column, official_split=args.official_split,
                           labels=args.labels, label_key=args.label_key, patient_salt=salt,
-                          normal_name=args.normal_name or DEFAULT_NORMAL_NAME, patient_regex=args.patient_regex)
+                          normal_name=args.normal_name, patient_regex=args.patient_regex)
     frame, positive, normal, dropped, notes = rows_to_write(source, args)
     patients = None if args.no_patient else patient_ids(frame, source.patient_column)
     official = official_split(source, frame, args.split_column)
@@ -308,7 +309,8 @@ def check_arguments(args):
 def check_layout_options(args):
     """Refuse the options of one layout given with another (they would be ignored)."""
     given = {"--pool_only": args.pool_only, "--labels": args.labels, "--label_key": args.label_key,
-             "--hash_patient": args.hash_patient is not None, "--normal_name": args.normal_name,
+             "--hash_patient": args.hash_patient is not None,
+             "--normal_name": args.normal_name != DEFAULT_NORMAL_NAME,
              "--patient_regex": args.patient_regex}
     layout_of = {"--pool_only": "dicom", "--labels": "dicom", "--label_key": "dicom", "--hash_patient": "dicom",
                  "--normal_name": "folders", "--patient_regex": "folders"}
