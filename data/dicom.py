@@ -8,8 +8,9 @@ embeds without complaint. Here every step is pydicom's own (pydicom.pixels):
 
     stored values (pixel_array) -> modality LUT (RescaleSlope / RescaleIntercept, or a Modality LUT)
     -> VOI: the first VOI LUT, else the first window (WindowCenter / WindowWidth), else none
-    -> the output range of that step scaled to 0..255 (rounded): the LUT's entry bits, the stored range the
-       window maps onto, or (no VOI step) the whole stored range of BitsStored through the modality LUT
+    -> the output range of that step scaled to 0..255 (rounded): the LUT's entry bits (fewer when its largest
+       entry needs fewer), the stored range the window maps onto, or (no VOI step) the whole stored range of
+       BitsStored through the modality LUT
     -> inverted (255 - value) for MONOCHROME1 or PresentationLUTShape INVERSE
 
 ``WINDOWING`` names the rules (xray_to_hdf5.py --dicom_windowing); the HDF5 file records the one used.
@@ -157,12 +158,15 @@ def to_eight_bits(pixels, ds, windowing=DEFAULT_WINDOWING):
         warnings.simplefilter("ignore")
         values = apply_modality_lut(pixels, ds)
         if windowing == "voi_lut" and has_voi_lut(ds):
-            descriptor = ds.VOILUTSequence[0].LUTDescriptor  # (entries, first value mapped, bits per entry)
-            low, high = 0.0, float(2 ** int(descriptor[2]) - 1)
-            if int(descriptor[2]) == 8:
+            entries, first, bits = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+            if bits == 8:
                 # pydicom 3.0's apply_voi indexes an 8-bit LUT with uint8 indices, which wrap above 255 (before
                 # clipping to the LUT's length); declared as 16 bits (the entries are the same numbers) it uses uint16.
-                ds.VOILUTSequence[0].LUTDescriptor = [descriptor[0], descriptor[1], 16]
+                ds.VOILUTSequence[0].LUTDescriptor = [entries, first, 16]
+            # The LUT's output range is 0 .. 2^bits - 1; some devices (Agfa CRs) declare 16 bits for 12-bit
+            # entries, so, as Horos and Cornerstone do, fewer bits are taken when the largest entry needs fewer.
+            largest = int(apply_voi(np.arange(first, first + (entries or 2 ** 16), dtype=np.int64), ds).max())
+            low, high = 0.0, float(2 ** min(bits, max(8, largest.bit_length())) - 1)
             values = apply_voi(np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values, ds)
         elif windowing in ("voi_lut", "window") and has_window(ds):
             values = apply_windowing(values, ds)

@@ -58,6 +58,9 @@ def readings(folder, stored, export):
         # A VOI LUT (16-bit entries) is preferred to the narrow window beside it.
         "VOI LUT sequence": write_dicom(folder / "voilut.dcm", stored, window=(1000, 200),
                                         voi_lut=(0, 16, np.round(np.arange(MAX12 + 1) * 65535 / MAX12))),
+        # Declared 16 bits per entry, holding 12-bit values (as some CRs write): read as 12 bits.
+        "VOI LUT, 12-bit entries declared 16": write_dicom(folder / "voilut12.dcm", stored,
+                                                            voi_lut=(0, 16, np.arange(MAX12 + 1))),
         "8-bit": write_dicom(folder / "eight.dcm", export, bits_stored=8),
         "12-bit MONOCHROME2, RLE": write_dicom(folder / "rle.dcm", stored, transfer_syntax=RLELossless),
     }
