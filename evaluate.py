@@ -42,7 +42,8 @@ from data.provenance import dataset_of, is_transfer, provenance_line, training_d
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SELECTION_MODES
 from evaluation import curves
-from evaluation.classifier_comparison import DIFFERENCE_COLUMNS, classifier_results, one_class_lines, parse_classifiers
+from evaluation.classifier_comparison import (CLASSIFIER_FILES, DIFFERENCE_COLUMNS, classifier_results,
+                                              one_class_lines, parse_classifiers)
 from evaluation.meta_test import (ALL_GROUPS, GROUPS, MEDSELECT_MODES, METHODS, OVERALL, RESULT_COLUMNS, UNTRAINED,
                                   Evaluation, analyse_selections, evaluate_methods, load_selectors, meta_test_tasks,
                                   selection_mode, summarize)
@@ -68,7 +69,7 @@ from utils.stats import CONFIDENCE
 DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
 ANALYSED_BASELINE = "kmedoids"  # the paper compares what MedSelect selects with what its k-medoids selects
 RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
-                "selection_analysis.csv", "selection_analysis.png", "classifier_differences.csv", *curves.CURVE_FILES)
+                "selection_analysis.csv", "selection_analysis.png", *CLASSIFIER_FILES, *curves.CURVE_FILES)
 
 
 def get_args_parser():
@@ -223,7 +224,7 @@ def compare_methods(args, on_exit):
                 evaluations[0], methods, classifiers, num_tasks, args.selection, args.seed, args.bootstrap,
                 bootstrap_seed, report)
             files["results.csv"] = csv_text(rows, ("classifier", *RESULT_COLUMNS))
-            files["classifier_differences.csv"] = csv_text(differences, DIFFERENCE_COLUMNS)
+            files[CLASSIFIER_FILES[0]] = csv_text(differences, DIFFERENCE_COLUMNS)
     else:
         report, files, figures, rows = curve_results(sweep, evaluations, methods, num_tasks, groups, args)
         analysis_rows = differences = None

@@ -8,6 +8,7 @@ from models.classifiers import CLASSIFIERS, COSINE
 from utils.errors import UserError
 from utils.stats import paired_difference
 
+CLASSIFIER_FILES = ("classifier_differences.csv",)  # written only with several classifiers
 DIFFERENCE_COLUMNS = ("group", "condition", "method", "classifier", "num_tasks", "diff_vs_cosine", "diff_ci_low",
                       "diff_ci_high", "p_value")
 

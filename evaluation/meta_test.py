@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
-from engine import SAMPLE, SAMPLE_DISTINCT, TOPK, select_from_logits, selector_logits
+from engine import SAMPLE, SAMPLE_DISTINCT, TOPK, select_from_logits, selection_auroc, selector_logits
 from evaluation.selection_analysis import compare_selections, selection_quantities
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import checkpoint_seed, selector_from_checkpoint
@@ -143,8 +143,10 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
                         one_class[k][method] += count_one_class(tasks, chosen)
                         for name, classifier in scorers.items():
                             started = _clock(device)
-                            auroc[k][name][group][method].append(
-                                task_auroc(table, tasks, chosen, classifier, query, pool).cpu())
+                            # Classifiers that read only the selection go through training's own scoring.
+                            auroc[k][name][group][method].append((
+                                task_auroc(table, tasks, chosen, classifier, query, pool) if classifier.uses_unlabelled
+                                else selection_auroc(table, tasks, chosen, classifier, query)).cpu())
                             classifier_seconds[k][name][method] += _clock(device) - started
                         if method in keep_selections:
                             selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
