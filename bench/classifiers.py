@@ -120,9 +120,10 @@ def summary_rows(name, outcomes, args):
 def markdown(rows, args, command):
     lines = [f"<!-- made by: {command}; machine: {args.machine} -->",
              f"Held-out conditions (Atelectasis, Edema), {args.num_tasks} tasks per dataset, pool {args.pool_size} "
-             f"(half positive), query {args.query_size}; mean query AUROC [95% bootstrap CI over tasks], and "
-             "below it each classifier minus cosine on the same selections [95% CI]. medselect-untrained: the "
-             "BiLSTM selector with the initial weights of seed 0 (not trained), K multinomial draws.", ""]
+             f"(half positive), query {args.query_size}. Each cell: the mean query AUROC over tasks, and for the "
+             "other classifiers (their difference to cosine on the same selections [95% bootstrap CI over "
+             "tasks]). medselect-untrained: the BiLSTM selector with the initial weights of seed 0 (not "
+             "trained), K multinomial draws.", ""]
     others = [c for c in CLASSIFIERS if c != COSINE]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"**{dataset}**", "", "| K | selection | " + " | ".join(CLASSIFIERS) + " |",
@@ -137,6 +138,10 @@ def markdown(rows, args, command):
                                  f"[{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}])")
                 lines.append(f"| {k} | {method} | " + " | ".join(cells) + " |")
         lines.append("")
+    one_class = [f"{r['dataset']} K={r['k']} {r['method']}: {sum(r['one_class_tasks'])}" for r in rows
+                 if r["classifier"] == COSINE and sum(r["one_class_tasks"])]
+    lines += ["Tasks whose K labels held one class only (every classifier gives them cosine's scores): "
+              + ("; ".join(one_class) if one_class else "none") + ".", ""]
     lines += ["Classifier time per task (ms, mean over selections and K; the machine above):", "",
               "| dataset | " + " | ".join(CLASSIFIERS) + " |", "|---|" + "---:|" * len(CLASSIFIERS)]
     for dataset in dict.fromkeys(r["dataset"] for r in rows):

@@ -5,7 +5,10 @@
 * ``logistic`` — L2-regularised logistic regression on the K labelled embeddings (scikit-learn,
   class_weight='balanced', C = LOGISTIC_C fixed); inductive: it never sees an unlabelled X-ray.
 * ``label-spreading`` — scikit-learn's LabelSpreading on a k-nearest-neighbour graph over the labelled and
-  the unlabelled X-rays; score = the spread probability of 'positive'. Transductive.
+  the unlabelled X-rays; score = the spread probability of 'positive' minus that of 'negative' (the same
+  order as the probability of 'positive', except that an X-ray whose part of the graph holds no labelled
+  X-ray, which scikit-learn gives probability 0 for both classes, scores 0: no evidence either way, not
+  'surely negative'). Transductive.
 * ``self-training`` — the cosine classifier, then for SELF_TRAINING_ROUNDS rounds its most confident
   unlabelled X-rays join the labelled ones with their predicted labels (class-balanced pseudo-labels, as
   MultiMix, arXiv 2010.14731, does at the image level). Transductive.
@@ -140,8 +143,8 @@ class LabelSpreadingClassifier(FallbackToCosine):
             targets[:selected.shape[1]] = selected_labels[b].cpu().numpy()
             model = LabelSpreading(kernel="knn", n_neighbors=min(SPREADING_NEIGHBOURS, len(points)),
                                    alpha=SPREADING_ALPHA, max_iter=SPREADING_MAX_ITER).fit(points, targets)
-            positive = list(model.classes_).index(1)
-            scores.append(model.label_distributions_[-query.shape[1]:, positive])
+            spread = model.label_distributions_[-query.shape[1]:]  # (Q, 2): rows sum to 1, or 0 where not reached
+            scores.append(spread[:, list(model.classes_).index(1)] - spread[:, list(model.classes_).index(0)])
         return torch.from_numpy(np.stack(scores))
 
 

@@ -6,6 +6,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.semi_supervised import LabelSpreading
 
+import models.classifiers
 from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from evaluation.classifier_scoring import task_auroc
@@ -66,7 +67,8 @@ def test_label_spreading_equals_scikit_learn_on_a_cosine_knn_graph_built_indepen
         targets = np.concatenate([labels[b].numpy(), -np.ones(len(points) - selected.shape[1], dtype=int)])
         model = LabelSpreading(kernel=cosine_knn_kernel(SPREADING_NEIGHBOURS), alpha=SPREADING_ALPHA,
                                max_iter=SPREADING_MAX_ITER).fit(points, targets)
-        np.testing.assert_allclose(ours[b], model.label_distributions_[-query.shape[1]:, 1], rtol=1e-9, atol=1e-12)
+        spread = model.label_distributions_[-query.shape[1]:]
+        np.testing.assert_allclose(ours[b], spread[:, 1] - spread[:, 0], rtol=1e-9, atol=1e-12)
 
 
 def test_self_training_on_a_hand_worked_case():
@@ -146,3 +148,16 @@ def test_scores_never_read_unlabelled_labels(task_batch, name):
 def test_unknown_classifier_refused():
     with pytest.raises(ValueError):
         make_classifier("svm")
+
+
+def test_label_spreading_scores_an_unreached_xray_0_between_the_classes(monkeypatch):
+    """Two far-apart groups of 3 points on a 2-neighbour graph: the group without a label is never reached; its
+    X-rays score 0, below the X-rays spread towards 'positive' and above those spread towards 'negative'."""
+    labelled = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    labels = torch.tensor([[1, 0]])
+    query = torch.tensor([[[1.0, 0.05], [0.05, 1.0], [-1.0, -0.02], [-1.0, -0.04]]], dtype=torch.float64)
+    unlabelled = torch.tensor([[[1.0, 0.02], [0.02, 1.0], [-1.0, 0.0]]], dtype=torch.float64)
+    monkeypatch.setattr(models.classifiers, "SPREADING_NEIGHBOURS", 2)
+    scores = make_classifier(LABEL_SPREADING)(labelled, labels, query, unlabelled)[0].numpy()
+    assert scores[0] > 0 > scores[1]
+    np.testing.assert_array_equal(scores[2:], [0.0, 0.0])
