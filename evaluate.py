@@ -253,7 +253,8 @@ def compare_methods(args, on_exit):
         "classifiers": classifiers,
         "classifier_seconds_per_task": evaluations[0].outcome["classifier_seconds_per_task"] if sweep is None else
         {str(e.value): e.outcome["classifier_seconds_per_task"] for e in evaluations},
-        "one_class_tasks": {str(e.value) if sweep else "all": e.outcome["one_class_tasks"] for e in evaluations},
+        "one_class_tasks": evaluations[0].outcome["one_class_tasks"] if sweep is None else
+        {str(e.value): e.outcome["one_class_tasks"] for e in evaluations},
         "results": rows, "classifier_differences": differences, "selection_analysis": analysis_rows,
         "embedding_origin": table.origin.to_dict() if table.origin else None, "warnings": [leakage] if leakage else []}
 

@@ -28,7 +28,8 @@ class MeanSimilarityClassifier(nn.Module):
             raise ValueError(f"mode must be 'cosine' or 'euclidean', got {mode!r}")
         self.mode = mode
         self._warned_empty_class = False
-        self._pending_empty_class = None  # (3,) device tensor: tasks without a positive, without a negative, all
+        self._pending_empty_class = None  # (2,) device tensor: tasks without a positive, without a negative
+        self._tasks_counted = 0  # tasks scored since the last report_missing_classes()
 
     def forward(self, selected, selected_labels, query):
         """selected (B, K, D), selected_labels (B, K) in {0, 1}, query (B, Q, D) -> scores (B, Q)."""
@@ -53,8 +54,8 @@ class MeanSimilarityClassifier(nn.Module):
             return
         # Counted over every call until report_missing_classes() (reading it here would also stall a GPU), so
         # that the count reported covers every task seen, not the first batch's.
-        missing = torch.stack([(num_positive == 0).sum(), (num_negative == 0).sum(),
-                               torch.tensor(len(num_positive), device=num_positive.device)])
+        missing = torch.stack([(num_positive == 0).sum(), (num_negative == 0).sum()])
+        self._tasks_counted += len(num_positive)  # a shape: known on the host without waiting for the device
         self._pending_empty_class = missing if self._pending_empty_class is None \
             else self._pending_empty_class + missing
 
@@ -62,7 +63,8 @@ class MeanSimilarityClassifier(nn.Module):
         """Log, once per classifier, if some task had no selected positive or no selected negative."""
         if self._warned_empty_class or self._pending_empty_class is None:
             return
-        no_positive, no_negative, tasks = (int(n) for n in self._pending_empty_class.tolist())
+        no_positive, no_negative = (int(n) for n in self._pending_empty_class.tolist())
+        tasks, self._tasks_counted = self._tasks_counted, 0
         self._pending_empty_class = None
         if no_positive or no_negative:
             self._warned_empty_class = True

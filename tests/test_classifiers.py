@@ -11,7 +11,7 @@ from data.tasks import TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from evaluation.classifier_scoring import task_auroc
 from models.classifier import MeanSimilarityClassifier
-from models.classifiers import (CLASSIFIERS, LABEL_SPREADING, LOGISTIC, SELF_TRAINING, SPREADING_ALPHA,
+from models.classifiers import (CLASSIFIERS, LABEL_SPREADING, LOGISTIC, SPREADING_ALPHA,
                                 SPREADING_MAX_ITER, SPREADING_NEIGHBOURS, SelfTrainingClassifier, make_classifier)
 from tests.evaluate_helpers import write_test_split
 

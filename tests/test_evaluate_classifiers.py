@@ -116,7 +116,7 @@ def test_one_class_tasks_counted_over_all_tasks_and_reported_once_per_method(dat
     for method in ("random", "kmedoids"):
         labels = np.concatenate([outcome["selection"][g][method]["labels"] for g in task_sets])  # (16, 4)
         no_positive, no_negative = int((labels.max(1) == 0).sum()), int((labels.min(1) == 1).sum())
-        assert compared["summary"]["one_class_tasks"]["all"][method] == [no_positive, no_negative]
+        assert compared["summary"]["one_class_tasks"][method] == [no_positive, no_negative]
         lines = [line for line in compared["log"] if line.startswith(f"{method}: of 16 task(s)")]
         if no_positive or no_negative:
             assert lines == [f"{method}: of 16 task(s), {no_positive} had no selected positive and {no_negative} no "
@@ -124,7 +124,7 @@ def test_one_class_tasks_counted_over_all_tasks_and_reported_once_per_method(dat
                              "class's mean similarity counts as 0)"]
         else:
             assert not lines
-    assert compared["summary"]["one_class_tasks"]["all"]["random"][0] > 0  # the premise: some task had no positive
+    assert compared["summary"]["one_class_tasks"]["random"][0] > 0  # the premise: some task had no positive
     assert not [line for line in compared["log"] if line.startswith("of ")]  # no per-batch message of the classifier
     assert compared["log"].index(next(line for line in compared["log"] if line.startswith("random: of"))) > \
         compared["log"].index(next(line for line in compared["log"] if line.startswith("results in")))
