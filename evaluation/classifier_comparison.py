@@ -3,6 +3,7 @@ classifier on the same selections (docs/evaluation.md#classifiers); the scoring 
 import numpy as np
 
 from evaluation.meta_test import ALL_GROUPS, OVERALL, summarize
+from evaluation.references import REFERENCES
 from evaluation.report import markdown_report, per_task_csv
 from models.classifiers import CLASSIFIERS, COSINE
 from utils.errors import UserError
@@ -33,13 +34,16 @@ def one_class_lines(one_class, num_tasks, k=None):
             for method, (no_positive, no_negative) in one_class.items() if no_positive or no_negative]
 
 
-def classifier_summaries(outcome, task_sets, methods, classifiers, num_resamples, bootstrap_seed):
+def classifier_summaries(outcome, task_sets, methods, classifiers, num_resamples, bootstrap_seed, cosine_rows):
     """({classifier: summarize's rows, each with 'classifier'}, difference rows: each classifier minus cosine
-    for the same selections, per group, condition and method, with bootstrap CI and paired t-test)."""
+    for the same selections, per group, condition and method, with bootstrap CI and paired t-test).
+
+    Cosine's rows are ``cosine_rows``, those of the evaluation without --classifiers (with the reference rows,
+    which are cosine's: evaluation/references.py); the other classifiers' rows have the methods only."""
     by_classifier = outcome["auroc_by_classifier"]
-    summaries = {c: [{"classifier": c, **row} for row in summarize({"auroc": by_classifier[c]}, task_sets, methods,
-                                                                   num_resamples, bootstrap_seed)]
-                 for c in classifiers}
+    summaries = {c: [{"classifier": c, **row} for row in (cosine_rows if c == COSINE else summarize(
+        {"auroc": by_classifier[c], "positive_fraction": outcome["positive_fraction"]}, task_sets, methods,
+        num_resamples, bootstrap_seed))] for c in classifiers}
     differences = []
     for group, condition, chosen in _cells(task_sets):
         for method in methods:
@@ -112,15 +116,18 @@ def classifier_results(evaluation, methods, classifiers, num_tasks, selection, s
     the paired differences to cosine and each classifier's time per task."""
     outcome = evaluation.outcome
     summaries, differences = classifier_summaries(outcome, evaluation.task_sets, methods, classifiers,
-                                                  num_resamples, bootstrap_seed)
+                                                  num_resamples, bootstrap_seed, evaluation.rows)
     sections = [f"## Classifier: {c}\n\n" + (cosine_report if c == COSINE else markdown_report(
         summaries[c], methods, outcome["seconds_per_task"], num_tasks, evaluation.config, selection, seed))
         for c in classifiers]
     sections.append("## Classifiers compared\n\n" + differences_markdown(differences, methods, classifiers) + "\n"
                     + classifier_time_markdown(outcome["classifier_seconds_per_task"], methods))
     rows = [row for c in classifiers for row in summaries[c]]
-    # per_task.csv: cosine's columns as without --classifiers ({method}_auroc), then {method}_{classifier}_auroc.
-    columns = {(m if c == COSINE else f"{m}_{c}"): (c, m) for c in classifiers for m in methods}
+    # per_task.csv: cosine's columns as without --classifiers ({method}_auroc, the references' too), then
+    # {method}_{classifier}_auroc.
+    cosine_columns = [*methods, *(r for r in REFERENCES if r in next(iter(outcome["auroc"].values())))]
+    columns = {(m if c == COSINE else f"{m}_{c}"): (c, m) for c in classifiers
+               for m in (cosine_columns if c == COSINE else methods)}
     by_column = {"auroc": {g: {name: outcome["auroc_by_classifier"][c][g][m] for name, (c, m) in columns.items()}
                            for g in evaluation.task_sets}}
     per_task = per_task_csv([(None, by_column, evaluation.task_sets)], list(columns))

@@ -77,8 +77,8 @@ def test_every_classifier_is_recorded_and_reported(both_runs):
 
 def test_cosine_numbers_equal_those_of_a_plain_run(both_runs):
     compared, plain = both_runs
-    columns = [f"{m}_auroc" for m in METHODS]
-    pd.testing.assert_frame_equal(compared["per_task"][["group", "task", "condition", *columns]], plain["per_task"])
+    assert {f"{m}_auroc" for m in METHODS} <= set(plain["per_task"].columns)
+    pd.testing.assert_frame_equal(compared["per_task"][plain["per_task"].columns], plain["per_task"])
     cosine = compared["results"][compared["results"]["classifier"] == "cosine"].drop(columns="classifier")
     pd.testing.assert_frame_equal(cosine.reset_index(drop=True), plain["results"])
 
@@ -125,7 +125,6 @@ def test_one_class_tasks_counted_over_all_tasks_and_reported_once_per_method(dat
         else:
             assert not lines
     assert compared["summary"]["one_class_tasks"]["random"][0] > 0  # the premise: some task had no positive
-    assert not [line for line in compared["log"] if line.startswith("of ")]  # no per-batch message of the classifier
     assert compared["log"].index(next(line for line in compared["log"] if line.startswith("random: of"))) > \
         compared["log"].index(next(line for line in compared["log"] if line.startswith("results in")))
 
