@@ -104,6 +104,8 @@ def classifier_time_markdown(classifier_seconds, methods):
 
 
 def _difference(row):
+    if not row["num_tasks"]:
+        return "–"  # a condition none of the tasks drew
     p = row["p_value"]
     p_text = "n/a" if p is None or np.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
     return f"{row['diff_vs_cosine']:+.3f} [{row['diff_ci_low']:+.3f}, {row['diff_ci_high']:+.3f}] p={p_text}"
