@@ -17,7 +17,7 @@ from evaluation.selection_analysis import compare_selections, selection_quantiti
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import checkpoint_seed, selector_from_checkpoint
 from models.classifier import MeanSimilarityClassifier
-from models.lstm_selector import initial_selector
+from models.selector import untrained_like
 from utils.seeding import TEST_SELECTION, derived_seed
 from utils.stats import mean_with_ci, paired_difference
 
@@ -53,8 +53,7 @@ def load_selectors(checkpoint, path, variants, input_size, seed, log):
     selectors = {m: trained for m in variants if m != UNTRAINED}
     if UNTRAINED in variants:
         untrained_seed = checkpoint_seed(checkpoint, seed)
-        selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
-                                                trained.num_layers)
+        selectors[UNTRAINED] = untrained_like(trained, untrained_seed)
         log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
                  "the seed stored in the checkpoint" if "seed" in checkpoint else
                  "--seed: the checkpoint does not record the seed of its run")

@@ -89,7 +89,7 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
     if method == MEDSELECT:
         check_same_encoder(checkpoint_origin(stored, checkpoint), pool.origin)
         inputs = selector_inputs(pool, config["USE_ASL"])[candidates]  # (N, D [+3])
-        selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint)
+        selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint, config)
         trained_size = config["UNLABELED_POOL_SIZE"]
         if len(candidates) > trained_size:
             log.info("pool of %d X-rays, larger than the %d the selector was trained on: strategy '%s'",
