@@ -15,6 +15,7 @@ every pool label) shows how much room there is. Writes docs/results/selector_opt
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -26,7 +27,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import constants  # noqa: E402
-import run_selector  # noqa: E402
 from bench.selector_option_sets import OPTION_SETS  # noqa: E402
 from data.planted import write_planted_dataset  # noqa: E402
 from data.tasks import TaskShape  # noqa: E402
@@ -37,7 +37,6 @@ from models.checkpoint import load_checkpoint, selector_from_checkpoint  # noqa:
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from models.selector import parameter_count  # noqa: E402
 from utils.config import apply_overrides, default_config  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
 from utils.stats import paired_difference  # noqa: E402
 
 TASK_SETTINGS = ["UNLABELED_POOL_SIZE=40", "UNLABELED_POS_FRAC=0.25", "QUERY_SET_SIZE=40", "K=6",
@@ -56,10 +55,12 @@ def get_args_parser():
     parser.add_argument("--train_tasks", type=int, default=1600, help="meta-training tasks per epoch (default 1600)")
     parser.add_argument("--epochs", type=int, default=3, help="meta-training epochs (default 3)")
     parser.add_argument("--num_tasks", type=int, default=200, help="meta-test tasks per group (default 200)")
-    parser.add_argument("--work", default=os.path.join(ROOT, "bench", "results", "selector_options"),
-                        help="folder for the planted data, the runs and the per-task CSV (replaced)")
-    parser.add_argument("--fragment", default=os.path.join(ROOT, "docs", "results", "selector_options.md"),
-                        help="markdown results fragment (default docs/results/selector_options.md)")
+    parser.add_argument("--work", default=None,
+                        help="folder for the planted data, the runs and the per-task CSV, replaced (default "
+                             "bench/results/selector_options, with --quick bench/results/selector_options_quick)")
+    parser.add_argument("--fragment", default=None,
+                        help="markdown results fragment (default docs/results/selector_options.md; with --quick "
+                             "bench/results/selector_options_quick.md, leaving the docs' numbers alone)")
     parser.add_argument("--quick", action="store_true", help="2 selectors, 1 seed, short training: a smoke run")
     return parser
 
@@ -68,6 +69,10 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.quick:
         args.seeds, args.options, args.train_tasks, args.epochs, args.num_tasks = "0", "paper (BiLSTM),combined", 160, 1, 32
+    name = "selector_options" + ("_quick" if args.quick else "")
+    args.work = args.work or os.path.join(ROOT, "bench", "results", name)
+    args.fragment = args.fragment or (os.path.join(ROOT, "bench", "results", f"{name}.md") if args.quick else
+                                      os.path.join(ROOT, "docs", "results", "selector_options.md"))
     seeds = [int(s) for s in args.seeds.split(",")]
     options = args.options.split(",")
     unknown = [o for o in options if o not in OPTION_SETS]
@@ -93,11 +98,13 @@ def main(argv=None):
         started = time.time()
         for seed in seeds:
             out = os.path.join(args.work, "runs", f"{slug(option)}_seed{seed}")
-            data = [f"--{name}={paths[name.replace('_csv', '')]}" for name in run_selector.DATA_ARGUMENTS]
-            code = run_cli(run_selector.main, [*data, "--out", out, "--seed", str(seed), "--overwrite",
-                                               *[a for s in [*settings, *OPTION_SETS[option]] for a in ("--set", s)]])
-            if code != 0:
-                raise SystemExit(f"error: training {option} seed {seed} failed ({code})")
+            data = [f"--{split}_csv={path}" for split, path in paths.items() if not split.startswith("test")]
+            # run_selector.py as a user runs it (bench/ may not import an entry point)
+            command = [sys.executable, os.path.join(ROOT, "run_selector.py"), *data, "--out", out, "--seed",
+                       str(seed), "--overwrite", *[a for s in [*settings, *OPTION_SETS[option]] for a in ("--set", s)]]
+            result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"error: training {option} seed {seed} failed:\n{result.stderr[-2000:]}")
             best = os.path.join(out, "best.pt")
             selector = selector_from_checkpoint(load_checkpoint(best), table.selector_input_size, best)
             outcome = evaluate_methods(tuple(MODES.values()), task_sets, table, dict.fromkeys(MODES.values(), selector),
@@ -186,7 +193,7 @@ def report(scores, info, options, seeds, args, config):
                 else ""
             lines.append(f"| {option} | {mode} | {s['seen'].mean():.3f} | {s['unseen'].mean():.3f} | {seed_means} | "
                          f"{diff(s['all'], random)} | {versus_paper} | {diff(s['all'], scores[best_baseline]['all'])} |")
-    lines += ["", "Settings of each selector (--set), parameters, and training minutes per seed on this machine:", ""]
+    lines += ["", "Settings of each selector (--set), parameters, and minutes per seed (meta-training and evaluation) on this machine:", ""]
     lines += [f"* {option}: {' '.join(OPTION_SETS[option]) or '(defaults)'}; {info[option]['parameters']:,} "
               f"parameters; {info[option]['minutes']:.1f} min" for option in options]
     return "\n".join(lines) + "\n"

@@ -249,3 +249,31 @@ def test_pool_feature_checkpoint_refuses_other_embedding_sizes(tmp_path):
     with pytest.raises(UserError, match="inputs of size 8 \\+ 3 pool features, but the data gives 11"):
         selector_from_checkpoint(load_checkpoint(str(path)), 11, str(path))
     assert attention_selector.INPUT_WEIGHT in selector.state_dict()
+
+
+def test_select_xrays_and_evaluate_rebuild_an_attention_selector_with_pool_features(tmp_path, capsys):
+    """The checkpoint's settings are read back: select() picks the top-K of the attention selector's logits
+    over the pool (computed here directly, in file order: it is order-free), and evaluate.py runs it."""
+    import evaluate
+    from medselect import select
+    from tests.conftest import run_main
+    from tests.evaluate_helpers import DIM as TEST_DIM, SETTINGS, write_test_split
+    from tests.medselect_helpers import DIM, write_pool
+    config = apply_overrides(default_config(), ["POOL_FEATURES=True", "SELECTOR=attention", "K=5"])
+    selector = selectors.build_selector(config, DIM, 0).eval()
+    path = tmp_path / "attention.pt"
+    torch.save({"epoch": 1, "model_state_dict": selector.state_dict(), "optimizer_state_dict": {},
+                "config": config}, path)
+    pool_csv, frame, embeddings = write_pool(tmp_path / "pool")
+    chosen = select(pool_csv, checkpoint=str(path), selection="topk")
+    with torch.no_grad():
+        logits = selector(torch.from_numpy(embeddings)[None])[0]
+    assert set(chosen["Path"]) == set(frame["Path"].iloc[logits.topk(5).indices.numpy()])
+
+    assert TEST_DIM == DIM
+    positive_csv, normal_csv = write_test_split(str(tmp_path / "test"))
+    code, _, err = run_main(evaluate.main, ["--checkpoint", path, "--out", tmp_path / "out", "--test_pos_csv",
+                                            positive_csv, "--test_norm_csv", normal_csv, "--methods",
+                                            "medselect-topk,random", "--num_tasks", 8, "--bootstrap", 10,
+                                            *[a for s in SETTINGS for a in ("--set", s)]], capsys)
+    assert code == 0, err
