@@ -30,8 +30,8 @@ BEST_CHECKPOINT_BY = "sample"  # meta-val AUROC that picks the best checkpoint: 
 
 # Selector options (docs/training.md#selector-options). The defaults are the paper's method; a checkpoint
 # that does not record one of these (every earlier checkpoint, the original's) means the paper's choice.
-POOL_FEATURES = False     # append each X-ray's relations to its pool (similarity, typicality, coverage) to the selector's input
+POOL_FEATURES = False     # append each X-ray's relations to its pool (similarity, typicality, coverage) to its input
 SELECTOR = "lstm"         # "lstm" (the paper's BiLSTM) or "attention" (self-attention over the pool, order-free)
-POLICY = "multinomial"    # training's draws: "multinomial" (K with replacement, the paper's) or "distinct" (K different, Plackett-Luce)
+POLICY = "multinomial"    # training's draws: "multinomial" (K with replacement, the paper's) or "distinct" (K different)
 SAMPLES_PER_TASK = 1      # selections drawn per task in each REINFORCE step
-REWARD_BASELINE = "random"  # "random" (K random X-rays, the paper's) or "leave-one-out" (mean of the task's other draws)
+REWARD_BASELINE = "random"  # "random" (K random X-rays, the paper's) or "leave-one-out" (other draws)

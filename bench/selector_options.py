@@ -68,7 +68,8 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.quick:
-        args.seeds, args.options, args.train_tasks, args.epochs, args.num_tasks = "0", "paper (BiLSTM),combined", 160, 1, 32
+        args.seeds, args.options = "0", "paper (BiLSTM),combined"
+        args.train_tasks, args.epochs, args.num_tasks = 160, 1, 32
     name = "selector_options" + ("_quick" if args.quick else "")
     args.work = args.work or os.path.join(ROOT, "bench", "results", name)
     args.fragment = args.fragment or (os.path.join(ROOT, "bench", "results", f"{name}.md") if args.quick else
@@ -189,11 +190,13 @@ def report(scores, info, options, seeds, args, config):
         for mode in MODES:
             s = scores[(option, mode)]
             seed_means = ", ".join(f"{v:.3f}" for v in info[(option, mode)]["seed_means"])
-            versus_paper = diff(s["all"], scores[(paper, mode)]["all"]) if option != paper and (paper, mode) in scores \
-                else ""
+            compared = option != paper and (paper, mode) in scores
+            versus_paper = diff(s["all"], scores[(paper, mode)]["all"]) if compared else ""
             lines.append(f"| {option} | {mode} | {s['seen'].mean():.3f} | {s['unseen'].mean():.3f} | {seed_means} | "
-                         f"{diff(s['all'], random)} | {versus_paper} | {diff(s['all'], scores[best_baseline]['all'])} |")
-    lines += ["", "Settings of each selector (--set), parameters, and minutes per seed (meta-training and evaluation) on this machine:", ""]
+                         f"{diff(s['all'], random)} | {versus_paper} | "
+                         f"{diff(s['all'], scores[best_baseline]['all'])} |")
+    lines += ["", "Settings of each selector (--set), parameters, and minutes per seed (meta-training and "
+                  "evaluation) on this machine:", ""]
     lines += [f"* {option}: {' '.join(OPTION_SETS[option]) or '(defaults)'}; {info[option]['parameters']:,} "
               f"parameters; {info[option]['minutes']:.1f} min" for option in options]
     return "\n".join(lines) + "\n"

@@ -291,7 +291,8 @@ def options_markdown(results, args, machine):
     lines = [f"<!-- made by: {command}; machine: {machine} -->",
              f"One REINFORCE step (batch {args.batch} tasks, pool {args.pool}, D={args.dim}, K={args.k}; median "
              f"of {args.repeats}) on {args.device}:", "",
-             "| selector | settings (--set) | parameters | step (ms) | vs the paper's |", "| --- | --- | ---: | ---: | ---: |"]
+             "| selector | settings (--set) | parameters | step (ms) | vs the paper's |",
+             "| --- | --- | ---: | ---: | ---: |"]
     paper_ms = next(iter(results.values()))["step_ms"]
     for name, result in results.items():
         lines.append(f"| {name} | {' '.join(result['settings']) or '(defaults)'} | {result['parameters']:,} | "

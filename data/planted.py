@@ -23,7 +23,8 @@ import pandas as pd
 
 from data.synthetic import SPLITS, SYNTHETIC_NOTE, synthetic_centres, synthetic_split, write_pair
 
-PLANTED_NOTE = SYNTHETIC_NOTE + "; planted near-duplicate bursts, dense normals, a site shift per split (data/planted.py)"
+PLANTED_NOTE = (SYNTHETIC_NOTE + "; planted near-duplicate bursts, dense normals, a site shift per split "
+                "(data/planted.py)")
 
 
 def planted_split(conditions, centres, rng, num_positive=500, num_normal=300, positive_bursts=6,

@@ -1,4 +1,4 @@
-"""data/planted.py plants what bench/selector_options.py says it does (docs/evaluation.md#selector-options-on-planted-data)."""
+"""data/planted.py plants what bench/selector_options.py says it does (docs/evaluation.md, selector options)."""
 import numpy as np
 
 from data.planted import planted_split
