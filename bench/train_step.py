@@ -287,7 +287,7 @@ def time_options(args, table, shape):
 
 def options_markdown(results, args, machine):
     command = "python3 bench/train_step.py --options " + " ".join(
-        f"--{name} {getattr(args, name)}" for name in ("batch", "pool", "dim", "k", "repeats"))
+        f"--{name} {getattr(args, name)}" for name in ("batch", "pool", "dim", "k", "repeats", "positives", "normals"))
     lines = [f"<!-- made by: {command}; machine: {machine} -->",
              f"One REINFORCE step (batch {args.batch} tasks, pool {args.pool}, D={args.dim}, K={args.k}; median "
              f"of {args.repeats}) on {args.device}:", "",
