@@ -31,8 +31,8 @@ from bench.selector_option_sets import OPTION_SETS  # noqa: E402
 from data.planted import write_planted_dataset  # noqa: E402
 from data.tasks import TaskShape  # noqa: E402
 from data.xray_table import load_xray_table  # noqa: E402
-from engine import selection_auroc  # noqa: E402
 from evaluation.meta_test import evaluate_methods, meta_test_tasks  # noqa: E402
+from evaluation.references import ALL_POOL_LABELS as ALL_POOL, all_pool_labels_auroc  # noqa: E402
 from models.checkpoint import load_checkpoint, selector_from_checkpoint  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from models.selector import parameter_count  # noqa: E402
@@ -43,7 +43,6 @@ TASK_SETTINGS = ["UNLABELED_POOL_SIZE=40", "UNLABELED_POS_FRAC=0.25", "QUERY_SET
                  "BATCH_SIZE=16", "LEARNING_RATE=3e-3", "NUM_META_TEST_TASKS=128"]
 BASELINES = ("random", "kmedoids", "typiclust", "probcover")
 MODES = {"sample-distinct": "medselect-sample-distinct", "topk": "medselect-topk"}  # what select_xrays.py offers
-ALL_POOL = "all-pool-labels"  # reference: the classifier built from every pool X-ray's label
 RESAMPLES = 2000
 
 
@@ -141,8 +140,8 @@ def all_pool_labels(table, task_sets):
     auroc = {}
     for group, task_set in task_sets.items():
         batches = list(task_set.batches(64, torch.device("cpu")))
-        auroc[group] = torch.cat([selection_auroc(table, tasks, torch.arange(tasks.pool_rows.shape[1]).expand_as(
-            tasks.pool_rows), classifier) for tasks in batches]).numpy().astype(np.float64)
+        auroc[group] = torch.cat([all_pool_labels_auroc(table, tasks, classifier, table.classifier_input(
+            tasks.query_rows)) for tasks in batches]).numpy().astype(np.float64)
     return {**auroc, "all": np.concatenate(list(auroc.values()))}
 
 
