@@ -20,7 +20,7 @@ from evaluation.selection_analysis import compare_selections, selection_quantiti
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import checkpoint_seed, selector_from_checkpoint
 from models.classifiers import COSINE
-from models.lstm_selector import initial_selector
+from models.selector import untrained_like
 from utils.seeding import TEST_SELECTION, derived_seed
 from utils.stats import mean_with_ci, paired_difference
 
@@ -66,7 +66,7 @@ def load_selectors(checkpoint, path, variants, input_size, seed, log):
     untrained_variants = [m for m in variants if m in UNTRAINED_VARIANTS]
     if untrained_variants:
         untrained_seed = checkpoint_seed(checkpoint, seed)
-        untrained = initial_selector(trained.input_size, untrained_seed, trained.hidden_size, trained.num_layers)
+        untrained = untrained_like(trained, untrained_seed)
         selectors.update(dict.fromkeys(untrained_variants, untrained))  # one selector: its logits are computed once
         log.info("%s: the initial weights of seed %d (%s)", ", ".join(untrained_variants), untrained_seed,
                  "the seed stored in the checkpoint" if "seed" in checkpoint else
