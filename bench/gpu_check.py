@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -50,22 +51,19 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import constants  # noqa: E402
-import evaluate  # noqa: E402
-import run_selector  # noqa: E402
-import xray_to_hdf5  # noqa: E402
+import engine  # noqa: E402
 from bench.embed import write_synthetic_images  # noqa: E402
 from bench.timing import median_ms  # noqa: E402
 from data.synthetic import synthetic_centres, synthetic_split, write_pair  # noqa: E402
 from data.tasks import TRAIN_STREAM, TaskSampler, TaskShape, to_task_batch  # noqa: E402
 from data.xray_table import load_xray_table  # noqa: E402
-from engine import train_step  # noqa: E402
 from evaluation.meta_test import MEDSELECT, METHODS, OVERALL  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
+from models import checkpoint as checkpoints  # noqa: E402
 from models.lstm_selector import LSTMSelector, initial_selector  # noqa: E402
-from models.moco_encoder import ARCHITECTURES  # noqa: E402
 from models.random_weights import moco_checkpoint  # noqa: E402
 from utils.atomic import atomic_write_json  # noqa: E402
+from utils.config import apply_overrides, default_config  # noqa: E402
 from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.logs import LOGGER_NAME  # noqa: E402
@@ -80,6 +78,7 @@ TARGET_TRAIN_S = 120  # the full default meta-training on one H100
 TARGET_IMAGES_PER_S = 2000
 AUROC_TOLERANCE = 0.01  # meta-val AUROCs of the same seed on two devices (their random streams differ)
 COSINE_FLOOR = 0.999  # --decoder torchvision against pil, as docs/embedding.md promises
+VALIDATE_EVERY = 30  # run_selector.py's: steps within an epoch between meta-validations (as the original)
 
 # Sizes of the full check and of --smoke. "tiny" is the selector that step 2 trains on both devices.
 FULL = SimpleNamespace(
@@ -98,8 +97,9 @@ SMOKE = SimpleNamespace(
                     "NUM_META_TRAIN_TASKS=64", "NUM_EPOCHS=2", "NUM_META_TEST_TASKS=12"],
     tiny_rows=(160, 60), tiny_dim=8,
     tiny_settings=["UNLABELED_POOL_SIZE=20", "QUERY_SET_SIZE=10", "K=4", "BATCH_SIZE=4",
-                   "NUM_META_TRAIN_TASKS=64", "NUM_EPOCHS=2", "NUM_META_TEST_TASKS=12"],
-    tiny_interrupt_step=20, images=12, unique_images=12, torchrun_images=6, eval_tasks=12,
+                   "NUM_META_TRAIN_TASKS=160", "NUM_EPOCHS=2", "NUM_META_TEST_TASKS=12"],
+    # stop after the validation at step 30 (40 steps per epoch)
+    tiny_interrupt_step=35, images=12, unique_images=12, torchrun_images=6, eval_tasks=12,
     eval_settings=["UNLABELED_POOL_SIZE=20", "QUERY_SET_SIZE=10", "K=4", "BATCH_SIZE=4"], bootstrap=100,
     tf32_shape=(2, 20, 16),
     estimates={"tests": 30, "correctness": 20, "embed": 30, "evaluate": 10})
@@ -244,6 +244,21 @@ def judged(passed, **results):
     return {"status": "passed" if passed else "failed", **results}
 
 
+def run_command(script, argv):
+    """``python3 SCRIPT ARGV`` run in this process (runpy), as its ``__main__`` runs: the exit code. bench/ runs
+    the commands and imports none of them; in one process the interpreter starts once and the timers can wrap
+    the library functions a command calls (engine.train_step, ...)."""
+    saved = sys.argv
+    sys.argv = [os.path.join(ROOT, script), *map(str, argv)]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved
+
+
 # --- data and runs shared by the steps ---------------------------------------------------------------------------
 
 def write_split(folder, name, rows, dim, seed):
@@ -278,8 +293,8 @@ def settings(items):
 def train_tiny(context, name, device, *extra):
     """A tiny meta-training run on ``device`` (seed 0) -> its folder."""
     out = os.path.join(context.work, "runs", name)
-    code = run_selector.main([*tiny_data(context), "--out", out, "--device", str(device), "--overwrite",
-                              *settings(context.sizes.tiny_settings), *extra])
+    code = run_command("run_selector.py", [*tiny_data(context), "--out", out, "--device", device, "--overwrite",
+                                           *settings(context.sizes.tiny_settings), *extra])
     assert code == 0, f"run_selector.py returned {code}"
     return out
 
@@ -292,9 +307,9 @@ def evaluation(context, checkpoint, device, name, methods, *extra):
     """evaluate.py on step 2's tiny validation data (as test data) -> results.json."""
     test = write_split(os.path.join(context.work, "tiny"), "test", context.sizes.tiny_rows, context.sizes.tiny_dim, 3)
     out = os.path.join(context.work, "evaluations", name)
-    code = evaluate.main(["--checkpoint", checkpoint, "--test_pos_csv", test[0], "--test_norm_csv", test[1],
-                          "--out", out, "--methods", methods, "--device", str(device), "--conditions", "seen",
-                          "--bootstrap", "100", "--overwrite", *extra])
+    code = run_command("evaluate.py", ["--checkpoint", checkpoint, "--test_pos_csv", test[0], "--test_norm_csv",
+                                       test[1], "--out", out, "--methods", methods, "--device", device,
+                                       "--conditions", "seen", "--bootstrap", "100", "--overwrite", *extra])
     assert code == 0, f"evaluate.py returned {code}"
     with open(os.path.join(out, "results.json")) as f:
         return json.load(f)
@@ -406,19 +421,17 @@ def check_syncs(context):
     """Device synchronisations per training step, counted by torch.cuda.set_sync_debug_mode('warn')."""
     device, s = context.device, context.sizes
     data = tiny_data(context)
-    table = load_xray_table(data[1], data[3], constants.NON_HOLD_OUT)
-    config = dict(item.split("=") for item in s.tiny_settings)
-    shape = TaskShape(int(config["UNLABELED_POOL_SIZE"]), int(config["UNLABELED_POOL_SIZE"]) // 2,
-                      int(config["QUERY_SET_SIZE"]), int(config["QUERY_SET_SIZE"]) // 2)
-    sampler = TaskSampler(table, constants.NON_HOLD_OUT, shape, 0, TRAIN_STREAM)
+    config = apply_overrides(default_config(), s.tiny_settings)
+    table = load_xray_table(data[1], data[3], config["NON_HOLD_OUT"])
+    sampler = TaskSampler(table, config["NON_HOLD_OUT"], TaskShape.from_config(config), 0, TRAIN_STREAM)
     table.to(device)
     selector = initial_selector(table.selector_input_size, 0).to(device)
     optimizer = torch.optim.Adam(selector.parameters(), lr=1e-4)
     classifier = MeanSimilarityClassifier("cosine")
     generators = [torch.Generator(device=device).manual_seed(i) for i in (0, 1)]
-    batch, k, steps = int(config["BATCH_SIZE"]), int(config["K"]), 5
+    batch, k, steps = config["BATCH_SIZE"], config["K"], 5
     batches = [to_task_batch(sampler.draw_arrays(range(i * batch, (i + 1) * batch)), device) for i in range(steps + 1)]
-    train_step(selector, optimizer, classifier, table, batches[0], k, *generators)  # warm-up: allocations, cuDNN
+    engine.train_step(selector, optimizer, classifier, table, batches[0], k, *generators)  # warm-up: allocations
     torch.cuda.synchronize(device)
     places = {}
     with warnings.catch_warnings(record=True) as caught:
@@ -426,7 +439,7 @@ def check_syncs(context):
         torch.cuda.set_sync_debug_mode("warn")
         try:
             for tasks in batches[1:]:
-                train_step(selector, optimizer, classifier, table, tasks, k, *generators)
+                engine.train_step(selector, optimizer, classifier, table, tasks, k, *generators)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
@@ -441,19 +454,18 @@ def check_syncs(context):
 def check_resume_across_devices(context):
     """A run stopped on one device resumes on the other (CPU <-> GPU) and finishes."""
     outcomes = {}
-    for first, second in ((context.device, torch.device("cpu")), (torch.device("cpu"), context.device)):
+    directions = {(context.device.type, "cpu"): (context.device, torch.device("cpu")),
+                  ("cpu", context.device.type): (torch.device("cpu"), context.device)}  # one on a CPU-only run
+    for first, second in directions.values():
         name = f"resume-{first.type}-to-{second.type}"
         out = os.path.join(context.work, "runs", name)
         with stopped_at_step(context.sizes.tiny_interrupt_step):
-            try:
-                run_selector.main([*tiny_data(context), "--out", out, "--device", str(first), "--overwrite",
-                                   *settings(context.sizes.tiny_settings)])
-            except KeyboardInterrupt:
-                pass
-        code = run_selector.main([*tiny_data(context), "--out", out, "--device", str(second), "--resume",
-                                  os.path.join(out, "last.pt")])
+            stopped = run_command("run_selector.py", [*tiny_data(context), "--out", out, "--device", first,
+                                                      "--overwrite", *settings(context.sizes.tiny_settings)])
+        code = run_command("run_selector.py", [*tiny_data(context), "--out", out, "--device", second, "--resume",
+                                               os.path.join(out, "last.pt")])
         log = open(os.path.join(out, "train.log")).read()
-        outcomes[name] = {"exit_code": code, "rows": len(metrics(out)),
+        outcomes[name] = {"stopped_exit_code": stopped, "exit_code": code, "rows": len(metrics(out)),
                           "note": next((line for line in log.splitlines() if "random state of a" in line), None)}
     return judged(all(o["exit_code"] == 0 and o["note"] for o in outcomes.values()), runs=outcomes)
 
@@ -461,18 +473,18 @@ def check_resume_across_devices(context):
 @contextlib.contextmanager
 def stopped_at_step(step):
     """run_selector.py's training stops with Ctrl-C at its ``step``-th step (after a last.pt was written)."""
-    real, calls = run_selector.train_step, [0]
+    real, calls = engine.train_step, [0]
 
     def stopping(*args, **kwargs):
         calls[0] += 1
         if calls[0] == step:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    run_selector.train_step = stopping
+    engine.train_step = stopping  # what the command's 'from engine import train_step' takes
     try:
         yield
     finally:
-        run_selector.train_step = real
+        engine.train_step = real
 
 
 def check_tf32(context):
@@ -513,7 +525,7 @@ def validation_steps(steps_per_epoch, epochs):
     for epoch in range(epochs):
         for iteration in range(1, steps_per_epoch + 1):
             last = epoch == epochs - 1 and iteration == steps_per_epoch
-            count += iteration % run_selector.VALIDATE_EVERY == 0 or last
+            count += iteration % VALIDATE_EVERY == 0 or last
     return count
 
 
@@ -525,7 +537,7 @@ def plan_training(config, step_s, validation_s, setup_s, left_s):
     estimate = setup_s + steps_per_epoch * config["NUM_EPOCHS"] * step_s + validations * validation_s
     if estimate <= left_s:
         return config["NUM_META_TRAIN_TASKS"], config["NUM_EPOCHS"], estimate
-    interval = run_selector.VALIDATE_EVERY
+    interval = VALIDATE_EVERY
     per_interval = interval * step_s + validation_s
     intervals = max(1, int((left_s - setup_s) // per_interval))
     steps = min(intervals * interval, steps_per_epoch)
@@ -539,7 +551,7 @@ def run_default_training(context):
     train = write_split(folder, "train", s.train_rows, s.dim, 1)
     val = write_split(folder, "val", s.val_rows, s.dim, 2)
     data_s = time.monotonic() - started
-    config = run_selector.apply_overrides(run_selector.default_config(), s.train_settings)
+    config = apply_overrides(default_config(), s.train_settings)
     pool, batch = config["UNLABELED_POOL_SIZE"], config["BATCH_SIZE"]
 
     # The BiLSTM alone, at the run's shapes: what a step cannot go below.
@@ -564,38 +576,41 @@ def run_default_training(context):
                                             context.budget.left() - 5)
     fraction = (tasks, epochs) != (config["NUM_META_TRAIN_TASKS"], config["NUM_EPOCHS"])
 
-    timings = {"train_step": [], "validation": [], "checkpoint_write": []}
+    timings = {"train_step": [], "validation": [], "random_baseline": [], "checkpoint_write": []}
     out = os.path.join(context.work, "runs", "default")
     argv = ["--train_pos_csv", train[0], "--train_norm_csv", train[1], "--val_pos_csv", val[0],
             "--val_norm_csv", val[1], "--out", out, "--device", str(device), "--overwrite",
             *settings(s.train_settings + ([f"NUM_META_TRAIN_TASKS={tasks}", f"NUM_EPOCHS={epochs}"] if fraction
                                           else []))]
-    with timed(run_selector, "train_step", timings["train_step"]), \
-            timed(run_selector.MetaTrainingRun, "_validate_and_save", timings["validation"]), \
-            timed(run_selector, "save_checkpoint", timings["checkpoint_write"]):
+    with timed(engine, "train_step", timings["train_step"]), \
+            timed(engine, "evaluate_selector", timings["validation"]), \
+            timed(engine, "evaluate_random_selection", timings["random_baseline"]), \
+            timed(checkpoints, "save_checkpoint", timings["checkpoint_write"]):
         started = time.monotonic()
-        code = run_selector.main(argv)
+        code = run_command("run_selector.py", argv)
         wall_s = time.monotonic() - started
     assert code == 0, f"run_selector.py returned {code}"
     context.cache["default_run"] = out
     steps, validations = len(timings["train_step"]), len(timings["validation"])
-    step_s, validation_s = sum(timings["train_step"]), sum(timings["validation"])
-    checkpoint_s = sum(timings["checkpoint_write"])
+    step_s, checkpoint_s = sum(timings["train_step"]), sum(timings["checkpoint_write"])
+    validation_s = sum(timings["validation"]) + sum(timings["random_baseline"])  # the baseline: first one only
     parts = {"BiLSTM forward + backward (timed alone, x steps)": steps * lstm_ms / 1000,
              "rest of the training steps": step_s - steps * lstm_ms / 1000,
-             "meta-validation (without checkpoint writes)": validation_s - checkpoint_s,
-             "checkpoint writes": checkpoint_s,
-             "the rest (reading data, drawing validation tasks, set-up)": wall_s - step_s - validation_s}
+             "meta-validation (selector and random baseline)": validation_s,
+             "checkpoint writes (last.pt and the best ones)": checkpoint_s,
+             "the rest (reading data, drawing validation tasks, metrics.csv, set-up)":
+                 wall_s - step_s - validation_s - checkpoint_s}
     full_steps = math.ceil(config["NUM_META_TRAIN_TASKS"] / batch) * config["NUM_EPOCHS"]
     full_validations = validation_steps(math.ceil(config["NUM_META_TRAIN_TASKS"] / batch), config["NUM_EPOCHS"])
-    setup_s = parts["the rest (reading data, drawing validation tasks, set-up)"]
-    full_s = setup_s + full_steps * step_s / steps + full_validations * validation_s / max(validations, 1)
+    setup_s = parts["the rest (reading data, drawing validation tasks, metrics.csv, set-up)"]
+    full_s = setup_s + full_steps * step_s / steps + full_validations * (validation_s + checkpoint_s) / validations
     return judged(full_s <= TARGET_TRAIN_S, wall_s=wall_s, full_run_s=full_s,
                   full_run_is="measured" if not fraction else
                   f"extrapolated from {steps} of {full_steps} steps and {validations} of {full_validations} "
                   "validations (the full run would not fit the --budget)",
                   target_s=TARGET_TRAIN_S, steps=steps, validations=validations,
-                  ms_per_step=1000 * step_s / steps, s_per_validation=validation_s / max(validations, 1),
+                  ms_per_step=1000 * step_s / steps, s_per_validation=validation_s / validations,
+                  s_per_checkpoint_write=checkpoint_s / max(len(timings["checkpoint_write"]), 1),
                   parts_s=parts, lstm_forward_backward_ms=lstm_ms, lstm_forward_ms=lstm_forward_ms,
                   estimated_before_s=estimate, data_generation_s=data_s,
                   shapes={"train_rows": list(s.train_rows), "val_rows": list(s.val_rows), "dim": s.dim,
@@ -665,8 +680,9 @@ def embed(context, csv, root, checkpoint, output, decoder, device, workers):
     logger.addFilter(lines)
     try:
         started = time.monotonic()
-        code = xray_to_hdf5.main(["-d", csv, "-o", output, "-c", checkpoint, "--root", root, "--decoder", decoder,
-                                  "--device", str(device), "--num_workers", str(workers), "--overwrite"])
+        code = run_command("xray_to_hdf5.py", ["-d", csv, "-o", output, "-c", checkpoint, "--root", root,
+                                               "--decoder", decoder, "--device", device, "--num_workers", workers,
+                                               "--overwrite"])
         wall_s = time.monotonic() - started
     finally:
         logger.removeFilter(lines)
@@ -766,17 +782,16 @@ def run_evaluation(context):
     checkpoint = context.cache.get("default_run") and os.path.join(context.cache["default_run"], "best.pt")
     if not checkpoint or not os.path.exists(checkpoint):  # step 3 did not run: an untrained selector will do
         checkpoint = os.path.join(context.work, "untrained.pt")
-        config = run_selector.apply_overrides(run_selector.default_config(), s.eval_settings)
+        config = apply_overrides(default_config(), s.eval_settings)
         selector = initial_selector(s.dim + (3 if config["USE_ASL"] else 0), 0)
-        run_selector.save_checkpoint(checkpoint, selector, torch.optim.Adam(selector.parameters()), 0, config,
-                                     seed=0)
+        checkpoints.save_checkpoint(checkpoint, selector, torch.optim.Adam(selector.parameters()), 0, config, seed=0)
     methods = [m for m in METHODS if m != MEDSELECT]  # 'medselect' is the --selection alias of a variant
     out = os.path.join(context.work, "evaluations", "paper-size")
     started = time.monotonic()
-    code = evaluate.main(["--checkpoint", checkpoint, "--test_pos_csv", test[0], "--test_norm_csv", test[1],
-                          "--out", out, "--methods", ",".join(methods), "--device", str(device), "--conditions",
-                          "seen", "--num_tasks", str(s.eval_tasks), "--bootstrap", str(s.bootstrap), "--overwrite",
-                          *settings(s.eval_settings)])
+    code = run_command("evaluate.py", ["--checkpoint", checkpoint, "--test_pos_csv", test[0], "--test_norm_csv",
+                                       test[1], "--out", out, "--methods", ",".join(methods), "--device", device,
+                                       "--conditions", "seen", "--num_tasks", s.eval_tasks, "--bootstrap",
+                                       s.bootstrap, "--overwrite", *settings(s.eval_settings)])
     wall_s = time.monotonic() - started
     assert code == 0, f"evaluate.py returned {code}"
     with open(os.path.join(out, "results.json")) as f:

@@ -60,7 +60,7 @@ def test_correctness_on_one_device_is_exact(smoke):
     checks = smoke[0]["correctness"]["checks"]
     both = checks["same_seed_on_both_devices"]
     assert both["status"] == "passed" and set(both["max_abs_difference"].values()) == {0.0}
-    assert both["validations"] == 1  # 16 steps per epoch < 30: only the run's last step validates
+    assert both["validations"] == 3  # 2 epochs of 40 steps: iterations 30 of each, and the run's last step
     assert checks["checkpoints_evaluated_on_both_devices"]["status"] == "passed"
     assert checks["same_seed_twice"]["identical"] is True
 
@@ -123,3 +123,21 @@ def test_device_names_become_file_tags():
     assert gpu_check.device_tag("NVIDIA H200") == "h200"
     assert gpu_check.device_tag("NVIDIA A100-SXM4-40GB") == "a100"
     assert gpu_check.device_tag("cpu") == "cpu"
+
+
+def test_the_cuda_only_checks_run_through_on_the_cpu(tmp_path, monkeypatch):
+    """Their first real run will be on a lent GPU: run their code here (the CPU standing in, with the CUDA-only
+    calls stubbed), so that it cannot fail there on a slip."""
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    context = gpu_check.Context(torch.device("cpu"), gpu_check.SMOKE, True, str(tmp_path), str(tmp_path / "work"),
+                                gpu_check.Budget(None), {"device_name": "cpu"})
+    syncs = gpu_check.check_syncs(context)
+    assert syncs["steps"] == 5 and syncs["syncs_per_step"] == 0  # no CUDA here: nothing to count
+    tf32 = gpu_check.check_tf32(context)
+    assert max(tf32["max_abs_error_vs_float64"].values()) < 1e-5
+    resume = gpu_check.check_resume_across_devices(context)["runs"]
+    assert set(resume) == {"resume-cpu-to-cpu"}  # both directions are the CPU here: one run folder, twice
+    run = resume["resume-cpu-to-cpu"]
+    assert (run["stopped_exit_code"], run["exit_code"], run["rows"]) == (130, 0, 3)
+    assert run["note"] is None  # a resume on the same device type sets the saved generator states
