@@ -109,7 +109,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="device to check; default: cuda when available, else cpu")
     parser.add_argument("--out", default=None,
-                        help="folder for the result files; default: $OUT when set, else bench/results/gpu_check")
+                        help="folder for the result files; default: $OUT when set, else bench/results/gpu")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, for the CPU (a test runs it, so that the script keeps working)")
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
@@ -127,7 +127,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     device = resolve_device(args.device or ("cpu" if args.smoke else None))
-    out = args.out or os.environ.get("OUT") or os.path.join(ROOT, "bench", "results", "gpu_check")
+    out = args.out or os.environ.get("OUT") or os.path.join(ROOT, "bench", "results", "gpu")
     os.makedirs(out, exist_ok=True)
     work = args.work or tempfile.mkdtemp(prefix="gpu_check_")
     os.makedirs(work, exist_ok=True)
