@@ -104,20 +104,20 @@ def spy_fp32(monkeypatch, module):
     return calls
 
 
-def test_every_command_with_a_device_runs_fp32_on_it(tiny_data, tmp_path, monkeypatch):
+def test_every_command_with_a_device_runs_fp32_on_it(tiny_data, tmp_path, monkeypatch, test_device):
     """TF32 is off for the BiLSTM (training, evaluation) as for the encoder: each command sets fp32 for the
-    device it resolved, before any work."""
+    device it resolved (the test device: no --device is given), before any work."""
     calls = spy_fp32(monkeypatch, run_selector)
     with pytest.raises(Stop):
         run_selector.main([*tiny_data, "--out", str(tmp_path / "run"), *SETTINGS])
-    assert calls == [(torch.device("cpu"), "fp32")] and not (tmp_path / "run").exists()
+    assert [(d.type, p) for d, p in calls] == [(test_device.type, "fp32")] and not (tmp_path / "run").exists()
 
     calls = spy_fp32(monkeypatch, evaluate)
     test_pos, test_norm = write_test_split(tmp_path / "test")
     with pytest.raises(Stop):
         evaluate.main(["--test_pos_csv", test_pos, "--test_norm_csv", test_norm, "--methods", "random",
                        "--out", str(tmp_path / "eval")])
-    assert calls == [(torch.device("cpu"), "fp32")]
+    assert [(d.type, p) for d, p in calls] == [(test_device.type, "fp32")]
 
     calls = spy_fp32(monkeypatch, xray_to_hdf5)
     csv = write_csv(tmp_path / "x.csv", write_images(tmp_path / "images", 2))
@@ -125,7 +125,7 @@ def test_every_command_with_a_device_runs_fp32_on_it(tiny_data, tmp_path, monkey
     with pytest.raises(Stop):
         xray_to_hdf5.main(["-d", str(csv), "-o", str(tmp_path / "x.hdf5"), "-c", str(checkpoint),
                            "--num_workers", "0"])
-    assert calls == [(torch.device("cpu"), "fp32")]
+    assert [(d.type, p) for d, p in calls] == [(test_device.type, "fp32")]
 
 
 def test_every_entry_point_that_picks_a_device_sets_its_arithmetic():
