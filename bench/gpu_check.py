@@ -748,7 +748,8 @@ def check_torchrun_one(context):
     output = os.path.join(context.work, "torchrun1.hdf5")
     run, wall_s = torchrun(1, small, root, checkpoint, output, None)
     return judged(run.returncode == 0 and os.path.exists(output), exit_code=run.returncode, wall_s=wall_s,
-                  backend="nccl", stderr_tail=run.stderr[-2000:])
+                  process_group="none: with one process utils/distributed.Ranks starts none (NCCL needs two "
+                                "processes, and two on one GPU are refused)", stderr_tail=run.stderr[-2000:])
 
 
 def check_torchrun_two(context):
@@ -768,7 +769,7 @@ def check_torchrun_two(context):
         same = difference <= 1e-5
     if context.device.type == "cuda" and torch.cuda.device_count() < 2:
         refused, _ = torchrun(2, small, root, checkpoint, os.path.join(context.work, "refused.hdf5"), "cuda")
-        errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+        errors = sorted({line for line in refused.stderr.splitlines() if line.startswith("error: ")})
         results["two_processes_on_one_gpu"] = {"exit_code": refused.returncode, "error_lines": errors}
     return judged(same, **results)
 

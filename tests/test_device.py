@@ -70,6 +70,12 @@ def test_torchrun_refuses_an_explicit_gpu_number_and_a_rank_beyond_the_gpus(with
     monkeypatch.setenv("LOCAL_RANK", "5")
     with pytest.raises(UserError, match=r"^LOCAL_RANK 5: .* this machine has 4 GPU"):
         Ranks.from_environment(None)
+    # six processes on this machine: rank 0, whose GPU exists, says so as well
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "6")
+    with pytest.raises(UserError, match=r"^torchrun started 6 processes on this machine, which has 4 GPU\(s\): "
+                                        r"pass --nproc_per_node 4 at most$"):
+        Ranks.from_environment("cuda")
 
 
 def test_benchmark_kernels_switches_cudnn_benchmarking_on_for_cuda_only(with_cuda):
