@@ -412,13 +412,16 @@ def check_same_seed_twice(context):
         or train_tiny(context, "same-seed-1", context.device)
     second = train_tiny(context, "same-seed-2", context.device)
     a, b = metrics(first), metrics(second)
-    columns = [c for c in a.columns if c not in ("elapsed_s", "saved", "best_checkpoint")]
+    columns = [c for c in a.select_dtypes("number").columns if c != "elapsed_s"]  # the numbers of each validation
+    names = [c for c in a.columns if c not in columns and c != "elapsed_s"]  # the checkpoints each one saved
+    same_checkpoints = a[names].fillna("").equals(b[names].fillna(""))
     difference = float(np.nanmax(np.abs(a[columns].to_numpy(float) - b[columns].to_numpy(float))))
     weights = [torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)["model_state_dict"]
                for run in (first, second)]
     weight_difference = max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0])
-    return judged(difference == 0 and weight_difference == 0, max_abs_difference_metrics=difference,
-                  max_abs_difference_weights=weight_difference, identical=difference == 0 and weight_difference == 0)
+    identical = difference == 0 and weight_difference == 0 and same_checkpoints
+    return judged(identical, max_abs_difference_metrics=difference, max_abs_difference_weights=weight_difference,
+                  same_checkpoints_saved=same_checkpoints, identical=identical)
 
 
 def check_syncs(context):

@@ -42,6 +42,8 @@ def test_each_step_writes_a_file_naming_the_machine(smoke):
         assert (env["device"], env["device_name"], env["torch"], env["cuda"]) == \
                ("cpu", "cpu", torch.__version__, torch.version.cuda)
         assert env["smoke"] is True
+        errors = {name: check.get("error") for name, check in data["checks"].items() if check["status"] == "error"}
+        assert errors == {}, step
         for name in CUDA_ONLY.get(step, ()):
             assert data["checks"][name]["status"] == "skipped"
             assert "needs a CUDA device" in data["checks"][name]["reason"]
