@@ -58,7 +58,8 @@ def test_a_last_pt_of_a_gpu_run_resumes_on_the_cpu(tiny_data, tmp_path, monkeypa
 
     drawn = []  # the generators the resumed run's steps draw with
     real_step = run_selector.train_step
-    monkeypatch.setattr(run_selector, "train_step", lambda *args: drawn.append(args[-2:]) or real_step(*args))
+    monkeypatch.setattr(run_selector, "train_step",  # its two generators follow the selector, ..., k
+                        lambda *args, **kwargs: drawn.append(args[6:8]) or real_step(*args, **kwargs))
     assert train(tiny_data, out, "--device", "cpu", "--resume", str(out / "last.pt")) == 0
     log = (out / "train.log").read_text()
     assert f"last.pt holds the random state of a cuda run, and this run is on cpu: the selection and baseline " \
