@@ -49,7 +49,8 @@ def sample_selection(logits, k, generator=None):
     probs = torch.where(torch.isfinite(probs), probs, torch.ones_like(probs))
     idx = torch.multinomial(probs, k, replacement=True, generator=generator)  # (B, k)
     counts = torch.zeros_like(log_probs).scatter_add_(1, idx, torch.ones_like(idx, dtype=log_probs.dtype))
-    log_coefficient = torch.lgamma(torch.tensor(k + 1.0, device=logits.device)) - torch.lgamma(counts + 1).sum(1)
+    # log k! from the host: a tensor made from a Python number would be copied to the GPU every step
+    log_coefficient = math.lgamma(k + 1) - torch.lgamma(counts + 1).sum(1)
     log_prob = log_coefficient + (counts * log_probs).sum(1)
     return idx, log_prob
 

@@ -63,7 +63,7 @@ from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import apply_overrides, default_config
 from utils.csv_text import csv_text
-from utils.device import resolve_device
+from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
@@ -168,6 +168,7 @@ def compare_methods(args, on_exit):
     points = curves.sweep_points(sweep, config)  # [(value, its configuration)]; one point without a sweep
     check_output_folder(args.out, args.overwrite)
     device = resolve_device(args.device, benchmark_kernels=True)  # the BiLSTM runs the same shapes each task
+    set_fp32_arithmetic(device)  # the BiLSTM and the classifier in fp32 on a GPU too, as in training
 
     # Read and validate every input before the long part.
     conditions = [c for group in groups.values() for c in group]

@@ -38,13 +38,14 @@ from models.validation_record import describe, no_gain_message, validation_recor
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
-from utils.device import resolve_device
+from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
 from utils.progress import progress_bar
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
-from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed_everything, torch_generator
+from utils.seeding import (RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, resumed_torch_generator, seed_everything,
+                           torch_generator)
 
 LOG_EVERY = 5  # steps between log lines (as the original)
 VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
@@ -63,6 +64,7 @@ MODE_COLUMNS = {SAMPLE: ("val_diff_ci_low", "val_diff_ci_high", "best_sample_che
                 TOPK: ("val_topk_diff_ci_low", "val_topk_diff_ci_high", "best_topk_checkpoint")}
 VALIDATION_MODES = (SAMPLE, TOPK)  # the selection modes of meta-validation, from one BiLSTM pass per batch
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
+CPU_GENERATOR_STATE_BYTES = 5056  # len(torch.Generator().get_state()); a CUDA generator's is 16
 
 
 def get_args_parser():
@@ -114,6 +116,7 @@ def meta_train(args, on_exit):
     check_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
     # every step has the same shapes: let cuDNN pick its fastest LSTM
     device = resolve_device(args.device, benchmark_kernels=True)
+    set_fp32_arithmetic(device)  # the cuDNN LSTM in fp32 on a GPU too, not TF32 (docs/training.md)
 
     # Read and validate all input before anything is written.
     shape = TaskShape.from_config(config)
@@ -224,8 +227,22 @@ class MetaTrainingRun:
         if primary not in self.progress["best_by_mode"] and self.progress["best_checkpoint"] is not None:
             self.progress["best_by_mode"][primary] = {"auroc": self.progress["best_val_auroc"],
                                                       "checkpoint": self.progress["best_checkpoint"], "record": None}
-        self.selection_generator.set_state(progress["selection_generator"])
-        self.baseline_generator.set_state(progress["baseline_generator"])
+        states = progress["selection_generator"], progress["baseline_generator"]
+        # A generator's state is of its device type (CPU 5,056 bytes, CUDA 16): one saved on another type
+        # cannot be set here, so the draws continue from generators derived from the seed and the step.
+        saved_on = progress.get("generator_device") or ("cpu" if len(states[0]) == CPU_GENERATOR_STATE_BYTES
+                                                          else "cuda")
+        if saved_on == self.device.type:
+            self.selection_generator.set_state(states[0])
+            self.baseline_generator.set_state(states[1])
+            return
+        step = progress["step"]
+        self.selection_generator = resumed_torch_generator(self.seed, SELECTION, step, self.device)
+        self.baseline_generator = resumed_torch_generator(self.seed, RANDOM_BASELINE, step, self.device)
+        self.log.info("%s holds the random state of a %s run, and this run is on %s: the selection and baseline "
+                      "draws continue from new generators seeded by the seed and step %d, so the run goes on "
+                      "but is not identical to one that stayed on %s", LAST_CHECKPOINT, saved_on, self.device.type,
+                      step, saved_on)
 
     def train(self):
         total_steps = self.steps_per_epoch * self.config["NUM_EPOCHS"]
@@ -339,6 +356,7 @@ class MetaTrainingRun:
         self._write_metrics()
         progress["selection_generator"] = self.selection_generator.get_state()
         progress["baseline_generator"] = self.baseline_generator.get_state()
+        progress["generator_device"] = self.device.type  # which device's generators the two states belong to
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
                         self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin,
                         data=self.data_record)

@@ -23,8 +23,9 @@ from utils.run_lock import RunLock
 PARTIAL_SUFFIX = ".partial"  # OUTPUT.partial holds an unfinished run until it is renamed to OUTPUT
 LOCK_SUFFIX = ".lock"  # OUTPUT.lock: held by the run that writes OUTPUT (rank 0, the only writer under torchrun)
 # Attributes that must match for a run to resume an unfinished file: same rows, same encoder, same arithmetic.
+# decoded_on: "cpu" or "cuda" (--decoder torchvision on a GPU decodes with nvjpeg and resizes in float: other pixels).
 RESUME_KEYS = ("csv_rows", "csv_path_sha256", "encoder", "model", "weights", "weights_sha256", "precision",
-               "decoder", "preprocessing", "dicom_windowing")
+               "decoder", "preprocessing", "dicom_windowing", "decoded_on")
 # A .partial written before --decoder existed was made with PIL; one written before DICOM input held no DICOM file.
 RESUME_DEFAULTS = {"decoder": "pil", "dicom_windowing": "voi_lut"}
 
@@ -54,6 +55,7 @@ def embedding_attributes(frame, csv_path, encoder, precision, decoder, root, wei
         # How DICOM files among the images were windowed (data/dicom.py): files made by another rule differ.
         "dicom_windowing": encoder.pipeline.dicom_windowing,
         "dicom_preprocessing": DICOM_DESCRIPTION.format(rule=WINDOWING[encoder.pipeline.dicom_windowing]),
+        "decoded_on": "cuda" if getattr(encoder.pipeline, "decodes_on_device", False) else "cpu",
         "image_root": os.path.abspath(root) if root else os.getcwd(),
         "created_by": "xray_to_hdf5.py",
     }
@@ -77,6 +79,8 @@ def resume_position(output, attrs, overwrite):
     try:
         with h5py.File(partial, "r") as f:
             stored = {key: plain_attribute(f.attrs.get(key, RESUME_DEFAULTS.get(key))) for key in RESUME_KEYS}
+            if stored["decoded_on"] is None:  # a .partial from before it was recorded: PIL decodes on the CPU only
+                stored["decoded_on"] = "cpu" if stored["decoder"] == "pil" else "not recorded"
             rows_done = int(f.attrs.get("rows_done", 0))
             valid = HDF5_DATASET in f and f[HDF5_DATASET].shape == (attrs["csv_rows"], attrs["embedding_dim"])
     except OSError as err:
@@ -88,6 +92,8 @@ def resume_position(output, attrs, overwrite):
     different = [key for key in RESUME_KEYS if stored[key] != attrs.get(key, RESUME_DEFAULTS.get(key))]
     if not valid and not different:
         different = ["dataset shape"]
+    different = [f"decoding device ({stored[key]} there, {attrs[key]} here; --decoder torchvision decodes on the "
+                 "GPU with other pixels)" if key == "decoded_on" else key for key in different]
     if different:
         if not overwrite:
             raise UserError(f"{partial}: unfinished run made with a different {', '.join(different)}; it cannot be "

@@ -60,6 +60,13 @@ PREPROCESSING_TORCHVISION = (f"JPEG: torchvision.io.decode_jpeg, resize uint8 te
                              "(bilinear with antialias, keep aspect ratio, torchvision rounding); other files: as "
                              f"PIL, {DECODED}; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale "
                              f"to [0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
+# On a GPU: nvjpeg decodes, and torchvision resizes a CUDA uint8 tensor in float32 (its uint8 path is the CPU's
+# only) and rounds back, so the pixels differ from the CPU path's: the two are never mixed in one file.
+PREPROCESSING_TORCHVISION_GPU = (f"JPEG: torchvision.io.decode_jpeg on the GPU (nvjpeg), resize shorter side to "
+                                 f"{IMAGE_SIZE} on the GPU (bilinear with antialias in float32, rounded back to uint8, "
+                                 "keep aspect ratio, torchvision rounding); other files: as PIL in the workers, "
+                                 f"{DECODED}; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale to "
+                                 f"[0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
 JPEG_START, JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI marker (and the first byte of the next); EOI marker
 SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes for 16-bit grey PNG and TIFF files
 UINT16_MAX = 65535
@@ -110,11 +117,16 @@ def is_uniform(image):
     mistake upstream (a wrong bit depth, window or export), so it is reported.
     """
     if isinstance(image, torch.Tensor):
-        flat = image.flatten(1)  # (C, H * W)
-        return bool((flat == flat[:, :1]).all())
+        return bool(uniform_flag(image))
     extrema = image.getextrema()  # (min, max), or one such pair per band
     bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
     return all(low == high for low, high in bands)
+
+
+def uniform_flag(image):
+    """``is_uniform`` of a (C, H, W) tensor as a 0-d bool tensor on its device: read without a device sync."""
+    flat = image.flatten(1)  # (C, H * W)
+    return (flat == flat[:, :1]).all()
 
 
 def resized_size(width, height, size=IMAGE_SIZE):
@@ -232,6 +244,7 @@ def decode_batch(items, paths, device):
     except RuntimeError:
         decoded = [_decode_or_none(items[i], device) for i in jpegs]
     decoded = dict(zip(jpegs, decoded))
+    flags = {}  # i -> uniform_flag, read together at the end: one device sync per batch, not one per image
     for i, item in enumerate(items):
         image = decoded.get(i)
         if item.ndim == 3:  # preprocessed by PIL in a worker
@@ -240,10 +253,13 @@ def decode_batch(items, paths, device):
         try:
             if image is None or image.shape[0] not in (1, 3) or image.dtype != torch.uint8:
                 image = decode(paths[i])  # PIL decodes it, or names the problem
-            uniform[i] = is_uniform(image)
+            flags[i] = uniform_flag(image) if isinstance(image, torch.Tensor) else is_uniform(image)
             images[i] = MocoTorchvisionPipeline().transform(image).to(device)
         except IMAGE_ERRORS as err:
             errors[i] = read_error(err) or "unreadable"
+    if flags:
+        for i, flat in zip(flags, torch.stack([torch.as_tensor(f, device=device) for f in flags.values()]).tolist()):
+            uniform[i] = flat
     return images, errors, uniform
 
 
@@ -349,6 +365,7 @@ class MocoTorchvisionPipeline(MocoPipeline):
 
 class MocoDeviceDecodePipeline(MocoTorchvisionPipeline):
     """--decoder torchvision on a GPU: workers read a JPEG's bytes, and a whole batch is decoded on the GPU."""
+    description = PREPROCESSING_TORCHVISION_GPU
     decodes_on_device = True
 
     def decode(self, path):

@@ -10,7 +10,7 @@ from utils.errors import UserError
 
 ATTRS = {"csv_rows": 6, "csv_path_sha256": "ab12", "encoder": "moco", "model": "resnet18", "weights": "w.pth.tar",
          "weights_sha256": "cd34", "precision": "fp32", "decoder": "pil", "preprocessing": "resize 320",
-         "embedding_dim": 3}
+         "decoded_on": "cpu", "embedding_dim": 3}
 
 
 def write_partial(path, attrs, rows_done, shape=(6, 3)):
@@ -41,6 +41,21 @@ def test_a_partial_of_other_inputs_is_refused_or_discarded_with_overwrite(tmp_pa
     assert partial.exists()
     assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=True) == 0
     assert not partial.exists()
+
+
+def test_a_partial_decoded_on_another_device_is_refused(tmp_path):
+    """--decoder torchvision decodes with nvjpeg and resizes in float on a GPU: its rows never join CPU-decoded ones."""
+    partial = tmp_path / "x.hdf5.partial"
+    torchvision = {**ATTRS, "decoder": "torchvision"}
+    write_partial(partial, {**torchvision, "decoded_on": "cuda"}, rows_done=4)
+    with pytest.raises(UserError, match=r"made with a different decoding device \(cuda there, cpu here; "):
+        resume_position(str(tmp_path / "x.hdf5"), torchvision, overwrite=False)
+    # Before the device was recorded: a torchvision .partial may be either, a PIL one was decoded on the CPU.
+    write_partial(partial, {k: v for k, v in torchvision.items() if k != "decoded_on"}, rows_done=4)
+    with pytest.raises(UserError, match=r"decoding device \(not recorded there, cpu here"):
+        resume_position(str(tmp_path / "x.hdf5"), torchvision, overwrite=False)
+    write_partial(partial, {k: v for k, v in ATTRS.items() if k != "decoded_on"}, rows_done=4)
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False) == 4
 
 
 def test_a_partial_of_another_shape_is_not_resumed(tmp_path):
