@@ -3,6 +3,7 @@ half-written result, never replaces a good one, and stops with one line naming t
 Also the completion record that lets readers refuse an embedding file whose rows were lost."""
 import csv
 import os
+import re
 
 import h5py
 import numpy as np
@@ -206,7 +207,9 @@ def test_evaluation_results_appear_together_or_not_at_all(evaluation_data, tmp_p
         with full_disk(monkeypatch, limit, paths_containing=str(out)):
             code, _, err = run_main(evaluate.main, [*evaluation_data, "--out", out, "--overwrite", "--seed", "1"],
                                     capsys)
-        assert DISK_FULL in one_line(code, err)
+        line = one_line(code, err)
+        assert re.fullmatch(rf"error: {re.escape(str(out))}/[a-z_]+\.(md|csv|json|png): {DISK_FULL} \(while writing "
+                            r"it; nothing was replaced\)", line), line  # the file's name in --out, not in staging
         assert files_of(out) == earlier and sorted(os.listdir(out)) == sorted(earlier)  # no staging left
     new = tmp_path / "new"
     with full_disk(monkeypatch, 3000, paths_containing=str(new)):

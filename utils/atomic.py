@@ -34,7 +34,7 @@ class WriteFailed(UserError):
     """A file could not be written (full disk, quota, I/O error); ``path`` names it. Any earlier file is unchanged."""
 
     def __init__(self, path, err, outcome="nothing was replaced"):
-        self.path = os.fspath(path)
+        self.path, self.cause = os.fspath(path), err
         super().__init__(f"{self.path}: {write_problem(err)} (while writing it; {outcome})")
 
 

@@ -55,6 +55,8 @@ def staged_result(out, earlier=()):
     try:
         yield staging
         publish(staging, out, earlier)
+    except WriteFailed as err:  # name the file as the user knows it, not its staging copy
+        raise WriteFailed(os.path.join(out, os.path.relpath(err.path, staging)), err.cause) from None
     finally:
         discard(staging)
 
