@@ -190,6 +190,10 @@ def meta_train(args, on_exit):
             raise UserError(f"{err}; free space, then continue with the same command plus --resume {last} (without "
                             "--set)") from None
         raise
+    except UserError as err:  # e.g. a non-finite loss before the first checkpoint of an --overwrite run
+        if run.out != args.out:
+            raise UserError(f"{err}; the earlier run in {args.out} is kept as it was") from None
+        raise
     log.info("done: best meta-val %s AUROC %.4f in %s (= %s); metrics in %s", config["BEST_CHECKPOINT_BY"],
              best["best_val_auroc"], os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"],
              os.path.join(args.out, "metrics.csv"))

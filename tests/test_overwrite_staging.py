@@ -46,7 +46,9 @@ def test_a_failed_overwrite_keeps_the_earlier_run(split, tmp_path, capsys, monke
     monkeypatch.setattr(run_selector, "train_step", fails_at_step_2)
     code, _, err = train(split, out, capsys, "--overwrite", seed=1)
     assert code == 2, err
-    assert err.strip().splitlines()[-1].startswith("error: training stopped at epoch 1 iter 2"), err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: training stopped at epoch 1 iter 2"), err
+    assert line.endswith(f"the last good state is not saved yet; the earlier run in {out} is kept as it was"), line
     assert snapshot(out) == before  # every file of the earlier run as it was, no staging folder left
 
 
