@@ -23,6 +23,7 @@ from utils.errors import UserError
 from utils.torch_files import unreadable_reason
 
 HUB_ENDPOINT = "https://huggingface.co"  # huggingface_hub's default; HF_ENDPOINT replaces it
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the files timm's hub loader reads
 HUB_TIMEOUT_S = 10  # to wait for the hub before saying it cannot be reached
 HUB_PREFIX = "hf-hub:"  # --weights hf-hub:ORG/NAME: a Hugging Face hub repository, as timm names them
 KEYS_SHOWN = 3  # parameter names quoted in an error message
@@ -73,8 +74,9 @@ def read_weights(timm, weights):
 
 def check_hub_reachable(weights):
     """Refuse at once, when the Hugging Face hub cannot be reached, what huggingface_hub would otherwise retry
-    for about a minute before failing. Offline mode (HF_HUB_OFFLINE=1: weights from the cache) is left alone."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    for about a minute before failing. Offline mode (HF_HUB_OFFLINE=1) and weights already in the local cache
+    (which huggingface_hub falls back to) are left alone."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or _in_hub_cache(weights):
         return
     host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT).hostname
     try:
@@ -83,6 +85,15 @@ def check_hub_reachable(weights):
         raise UserError(f"--weights {weights}: cannot reach {host} ({err.strerror or err}); without internet, "
                         "download the weights file elsewhere and give it as --weights FILE, or set "
                         "HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache") from None
+
+
+def _in_hub_cache(weights):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    hub_id = weights[len(HUB_PREFIX):]
+    return any(isinstance(try_to_load_from_cache(hub_id, name), str) for name in HUB_WEIGHT_FILES)
 
 
 def load_backbone_weights(model, state, source, model_name):
