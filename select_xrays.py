@@ -37,9 +37,11 @@ def get_args_parser():
                              "without a checkpoint)")
     parser.add_argument("--method", choices=METHODS, default=MEDSELECT,
                         help="medselect (the trained selector) or a label-free baseline")
-    parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULT_SELECTION,
+    parser.add_argument("--selection", choices=SELECTIONS, default=None,
                         help="sample: K distinct X-rays drawn from the selector's softmax with --seed (what "
-                             "training optimises; docs/evaluation.md compares the modes); topk: the K highest selector scores (medselect only)")
+                             "training optimises; docs/evaluation.md compares the modes); topk: the K highest selector "
+                             "scores (medselect only). Default: the mode whose meta-validation AUROC minus random was "
+                             f"higher for this checkpoint (recorded by run_selector.py), else {DEFAULT_SELECTION}")
     parser.add_argument("--exclude", default=None, metavar="CSV",
                         help="CSV of X-rays already labelled (matched on Path), never chosen again")
     parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,

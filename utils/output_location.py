@@ -13,7 +13,8 @@ from utils.errors import UserError
 
 # The files of a run folder of run_selector.py (models/checkpoint.py names them; utils may not import models):
 # an output never replaces one of them.
-RUN_FOLDER_FILES = ("config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "model_epoch*_iter*", ".lock")
+RUN_FOLDER_FILES = ("config.json", "metrics.csv", "train.log", "last.pt", "best.pt", "best_*.pt", "model_epoch*_iter*",
+                    ".lock")
 RUN_FOLDER_MARKS = ("config.json", "metrics.csv")  # a folder holding one of these is a run folder
 
 
