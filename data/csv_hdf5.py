@@ -142,7 +142,7 @@ class CompletionCheck:
     def add(self, start, chunk):
         """Rows start .. start + len(chunk), in order."""
         if self.digest is not None:
-            self.digest.update(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
+            self.digest.update(np.ascontiguousarray(chunk, dtype=np.float32).data)  # no copy
         if self.claims_complete:
             zero = ~np.asarray(chunk).any(axis=1)
             if zero.any():

@@ -116,7 +116,7 @@ class EmbeddingWriter:
         if rows_done:  # resumed: the record covers the rows of the earlier run too
             for start in range(0, rows_done, 65536):
                 self.digest.update(np.ascontiguousarray(file[HDF5_DATASET][start:min(start + 65536, rows_done)],
-                                                        dtype=np.float32).tobytes())
+                                                        dtype=np.float32).data)
 
     @classmethod
     def open(cls, path, rows, dim, attrs, start_row):
@@ -142,7 +142,7 @@ class EmbeddingWriter:
             self.file.flush()
             self.file.attrs["rows_done"] = hi
             self.file.flush()
-        self.digest.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+        self.digest.update(np.ascontiguousarray(embeddings, dtype=np.float32).data)
         self.rows_done = hi
 
     def finish(self, output):
@@ -204,7 +204,7 @@ def write_embeddings(hdf5_path, embeddings, attrs):
     """A whole (rows, D) array as a file of embeddings with ``attrs`` and its completion record, written through
     a temporary file (utils/atomic.py), so that a failure leaves no file and an older one as it was."""
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    record = {ROWS_WRITTEN: len(embeddings), ROWS_SHA256: hashlib.sha256(embeddings.tobytes()).hexdigest()}
+    record = {ROWS_WRITTEN: len(embeddings), ROWS_SHA256: hashlib.sha256(embeddings.data).hexdigest()}
     with atomic_path(hdf5_path) as tmp, h5py.File(tmp, "w") as file:
         _new_embeddings_file(file, *embeddings.shape, {**attrs, **record})
         file[HDF5_DATASET][...] = embeddings
