@@ -67,6 +67,7 @@ from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
+from utils.staging import remove_stale_staging, staged_result
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
 from utils.seeding import EVALUATION_BOOTSTRAP, derived_seed
 from utils.stats import CONFIDENCE
@@ -407,6 +408,7 @@ def lock_output_folder(out, overwrite, on_exit):
     if not os.path.exists(out):
         on_exit.callback(_remove_if_empty, out)  # runs after the lock's release, which removes the lock file
     note = lock_folder(out, f"--out {out}", on_exit)
+    remove_stale_staging(out)  # of an evaluation killed before its results were whole
     # Again under the lock: another evaluation may have written here meanwhile.
     refuse_replacing(out, "--out", RESULT_FILES, overwrite, "results")
     return note
@@ -418,20 +420,18 @@ def _remove_if_empty(folder):
 
 
 def write_results(out, files, figures, summary):
-    """Write every result file (each through a temporary file); earlier results there are removed first."""
+    """Write every result file into a staging folder in --out, then move them all into place (utils/staging.py):
+    the results of one evaluation appear together or not at all, and earlier results stay until then."""
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as err:
         raise UserError(f"--out {out}: cannot create it ({err.strerror})") from None
-    for name in RESULT_FILES:
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            os.remove(path)
-    for name, text in files.items():
-        atomic_write_text(text, os.path.join(out, name))
-    for name, figure in figures.items():
-        plots.save_png(figure, os.path.join(out, name))
-    atomic_write_json(summary, os.path.join(out, "results.json"))
+    with staged_result(out, earlier=RESULT_FILES) as staging:
+        for name, text in files.items():
+            atomic_write_text(text, os.path.join(staging, name))
+        for name, figure in figures.items():
+            plots.save_png(figure, os.path.join(staging, name))
+        atomic_write_json(summary, os.path.join(staging, "results.json"))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from data.datasets import FORMATS, read_dataset
 from data.datasets.dicom_folder import pool_table
 from data.datasets.folders import DEFAULT_NORMAL_NAME
 from data.datasets.source import normalised_split
+from data.input_checks import refuse_duplicate_paths
 from data.labels import POSITIVE, POSITIVE_VALUES, UNCERTAIN
 from data.tasks import TaskShape
 from data.validation_overlap import crowded_validation_warning
@@ -169,7 +170,7 @@ def main(argv=None):
     crossing = patients_in_several_splits(patients, split_of_row)
     if crossing:
         log.warning("%d patient(s) have X-rays in more than one split of the official split", crossing)
-    if args.no_patient:
+    if args.no_patient and official is None:  # an official split is kept as it is
         log.warning("--no_patient: X-rays are split one by one, so images of one patient may land in different "
                     "splits (and a selector may be tested on patients it was trained on)")
     os.makedirs(args.out, exist_ok=True)
@@ -184,7 +185,8 @@ def main(argv=None):
     settings = set_line(non_hold_out, hold_out, other_settings) if non_hold_out else None
     atomic_write_json({"format": args.format, "files": [os.path.abspath(p) for p in source.files],
                        "root": os.path.abspath(args.root) if args.root else None,
-                       "val_frac": val_frac, "test_frac": test_frac if official is None else None, "seed": args.seed,
+                       "val_frac": None if official is not None and (official == "val").any() else val_frac,
+                       "test_frac": test_frac if official is None else None, "seed": args.seed,
                        "frontal_only": args.frontal_only, "conditions": source.conditions,
                        "condition_names": source.name_map or None,
                        "patient": "none" if args.no_patient else (source.patient_column or "Path (patientNNNNN)"),
@@ -254,6 +256,7 @@ def write_skipped(skipped, out):
 def rows_to_write(source, args):
     """(frame, positive mask, normal mask, images left out, notes): the source's positive and normal rows,
     frontal only with --frontal_only, their images checked under --root."""
+    refuse_duplicate_paths(source.frame, source.files)
     frame = frontal_rows(source.frame) if args.frontal_only else source.frame
     if len(frame) == 0:
         raise UserError(f"no rows left in {', '.join(source.files)}"

@@ -153,7 +153,8 @@ def embed_csv(args, ranks, on_exit):
     check_output_file(output, "--output_path", {"--data": ("CSV", args.data),
                                                 "--checkpoint_path": ("checkpoint", args.checkpoint_path),
                                                 "--weights": ("weights", args.weights)},
-                      overwrite=args.overwrite, kind="the HDF5 file name", folder_must_exist=True)
+                      overwrite=args.overwrite, kind="the HDF5 file name", folder_must_exist=True,
+                      embeddings_of_inputs=False)
 
     # Rank 0 first: it downloads weights that are missing, so that processes never write the same file at once.
     encoder = ranks.rank0_first(lambda: load_encoder(
@@ -188,6 +189,8 @@ def embed_csv(args, ranks, on_exit):
             if writer is not None:
                 writer.write(lo, embeddings)
                 uniform.add(uniform_rows)
+        if writer is not None:
+            writer.finish(output)  # the completion record, checked, then the rename
     except UserError as err:
         if writer is not None:
             kept = writer.abandon()
@@ -198,7 +201,6 @@ def embed_csv(args, ranks, on_exit):
             log.info("stopped after %d of %d rows; %s", writer.rows_done, len(paths), writer.abandon())
         raise
     if writer is not None:
-        writer.finish(output)
         uniform.summarize()
         elapsed = time.time() - started
         log.info("wrote %d embeddings of size %d to %s (%.1f s, %.1f images/s)", len(paths), encoder.dim, output,

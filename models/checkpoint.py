@@ -28,6 +28,7 @@ from utils.config import default_config, with_all_conditions
 from utils.errors import UserError
 from utils.json_files import read_json_object
 from utils.logs import LOGGER_NAME
+from utils.torch_files import unreadable_reason
 
 LSTM_INPUT_WEIGHT = "LSTM.weight_ih_l0"  # (4 * hidden, input_size): tells the input size and hidden size
 DATA_PARALLEL_PREFIX = "module."  # nn.DataParallel saves the wrapped selector's parameters under this prefix
@@ -54,7 +55,7 @@ def load_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise UserError(f"{path}: not a readable checkpoint ({unreadable_reason(path, err)})") from None
     state = checkpoint.get("model_state_dict") if isinstance(checkpoint, dict) else None
     if isinstance(state, dict):
         state = checkpoint["model_state_dict"] = _without_data_parallel_prefix(state, path)

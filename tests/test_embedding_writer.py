@@ -1,4 +1,5 @@
 """data/embedding_writer.py: resuming an unfinished OUTPUT.partial (hand-written files), and whole files in one go."""
+import hashlib
 import os
 
 import h5py
@@ -79,6 +80,22 @@ def test_the_writer_stores_rows_in_order_and_renames_when_complete(tmp_path):
     with h5py.File(output, "r") as f:
         assert f["dataset"][...].tobytes() == embeddings.tobytes()
         assert f.attrs["complete"] and f.attrs["rows_done"] == 6 and f.attrs["decoder"] == "pil"
+        # the completion record covers the rows of the interrupted run too
+        assert f.attrs["rows_written"] == 6
+        assert f.attrs["rows_sha256"] == hashlib.sha256(embeddings.tobytes()).hexdigest()
+
+
+def test_a_truncated_partial_is_reported_as_damaged_not_in_use(tmp_path):
+    """h5py's message for a truncated file ('... sblock ...') holds the word 'lock'; it is no lock."""
+    partial = tmp_path / "x.hdf5.partial"
+    write_partial(partial, ATTRS, rows_done=4, shape=(600, 3))
+    partial.write_bytes(partial.read_bytes()[:1000])
+    with pytest.raises(UserError, match=r"x\.hdf5\.partial: unfinished file is damaged and cannot be resumed .*; "
+                                        r"pass --overwrite to start over, or delete it"):
+        resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False)
+    assert partial.exists()
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=True) == 0
+    assert not partial.exists()
 
 
 def test_write_embeddings_gives_exactly_the_array_and_the_attributes(tmp_path):
@@ -87,7 +104,9 @@ def test_write_embeddings_gives_exactly_the_array_and_the_attributes(tmp_path):
     with h5py.File(tmp_path / "e.hdf5", "r") as f:
         assert list(f) == ["dataset"] and f["dataset"].dtype == np.float32
         assert f["dataset"][...].tobytes() == embeddings.tobytes()
-        assert dict(f.attrs) == {"note": "synthetic"}
+        # the completion record: rows and the SHA-256 of their bytes (computed here with hashlib)
+        assert dict(f.attrs) == {"note": "synthetic", "rows_written": 5,
+                                 "rows_sha256": hashlib.sha256(embeddings.tobytes()).hexdigest()}
     assert os.listdir(tmp_path) == ["e.hdf5"]
 
 

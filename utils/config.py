@@ -84,15 +84,18 @@ def _parse_like(name, text, default):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise UserError(f"--set {name}: expected a comma-separated list of names, got {text!r}")
         return list(value)
+    expected = {"int": "an integer", "float": "a number"}.get(type(default).__name__, type(default).__name__)
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise UserError(f"--set {name}: expected a {type(default).__name__}, got {text!r}") from None
+        raise UserError(f"--set {name}: expected {expected}, got {text!r}") from None
     if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # 1e400 reads as infinity
+            raise UserError(f"--set {name}: expected a finite number, got {text!r} (read as {float(value)})")
         return float(value)
-    raise UserError(f"--set {name}: expected a {type(default).__name__}, got {text!r}")
+    raise UserError(f"--set {name}: expected {expected}, got {text!r}")
 
 
 def validate_config(config):
