@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA := demo_data
 DEMO_RUNS := demo_runs
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo test venv clean-demo gpu-check
 
 venv: $(VENV)/.installed
 
@@ -84,3 +84,10 @@ test: venv $(VENV)/.installed-encoders
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_RUNS)
+
+# One call on a lent GPU (docs/performance.md#the-gpu-check): results in $OUT when set, else bench/results/gpu/.
+# A GPU machine's own python3 when there is no .venv; GPU_CHECK_ARGS=--smoke runs it small on the CPU.
+GPU_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+GPU_BUDGET ?= 500
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py --budget $(GPU_BUDGET) $(GPU_CHECK_ARGS)

@@ -3,6 +3,11 @@
     python3 prepare_data.py --train_csv CheXpert-v1.0-small/train.csv --out data/medselect
     python3 prepare_data.py --format nih --root ~/ChestX-ray14 --out data/nih
     python3 prepare_data.py --format mimic --root ~/mimic-cxr-jpg/2.0.0 --out data/mimic
+    python3 prepare_data.py --format dicom --root ~/pacs_export --pool_only --out data/pool     # pool.csv
+    python3 prepare_data.py --format dicom --root ~/pacs_export --labels labels.csv --label_key AccessionNumber \
+        --out data/mine
+    python3 prepare_data.py --format folders --root ~/chest_xray --patient_regex '(person\\d+|IM-\\d+)' --out data/peds
+    python3 prepare_data.py --format mura --root ~/MURA --official_split --out data/mura
     python3 prepare_data.py --train_csv mine.csv --patient_column PatientID --split_column split \\
         --set NON_HOLD_OUT=Pneumonia --set HOLD_OUT= --out data/mine
 
@@ -19,6 +24,7 @@ import argparse
 import logging
 import os
 import re
+import secrets
 
 import numpy as np
 import pandas as pd
@@ -28,7 +34,10 @@ from data.asl import FRONTAL, laterality_column
 from data.conditions import NO_FINDING, set_line
 from data.csv_hdf5 import hdf5_path_for
 from data.datasets import FORMATS, read_dataset
+from data.datasets.dicom_folder import pool_table
+from data.datasets.folders import DEFAULT_NORMAL_NAME
 from data.datasets.source import normalised_split
+from data.input_checks import refuse_duplicate_paths
 from data.labels import POSITIVE, POSITIVE_VALUES, UNCERTAIN
 from data.tasks import TaskShape
 from data.validation_overlap import crowded_validation_warning
@@ -43,6 +52,7 @@ KINDS = ("pos", "norm")
 DEFAULT_VAL_FRAC = DEFAULT_TEST_FRAC = 0.1
 PATIENT_PATTERN = re.compile(r"(patient\d+)")  # CheXpert paths: .../train/patient00001/study1/view1_frontal.jpg
 EXAMPLES_SHOWN = 3
+SKIPPED_FILES = "skipped_files.csv"
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -55,7 +65,9 @@ def get_args_parser():
     parser.add_argument("--format", default="chexpert", metavar="|".join(FORMATS),
                         help="layout of the dataset's files: chexpert (CheXpert's train.csv, or your own CSV in its "
                              "columns), nih (ChestX-ray14's Data_Entry_2017.csv), mimic (MIMIC-CXR-JPG's "
-                             "mimic-cxr-2.0.0-chexpert.csv with -metadata.csv and -split.csv beside it)")
+                             "mimic-cxr-2.0.0-chexpert.csv with -metadata.csv and -split.csv beside it), dicom (a "
+                             "folder of DICOM files, read from their headers), folders (ROOT/[SPLIT/]CLASS/images, "
+                             "e.g. the pediatric pneumonia collection), mura (MURA v1.1)")
     parser.add_argument("--train_csv", default=None,
                         help="the label file: required for chexpert (Path relative to --root, the folder holding "
                              "CheXpert-v1.0-small/); for nih and mimic found under --root by its official name "
@@ -87,7 +99,8 @@ def get_args_parser():
                              "also valid, validate, validation, dev, training, testing) instead of drawing one")
     parser.add_argument("--official_split", action="store_true",
                         help="nih: keep train_val_list.txt / test_list.txt (validation drawn from its training "
-                             "patients); mimic: keep mimic-cxr-2.0.0-split.csv")
+                             "patients); mimic: keep mimic-cxr-2.0.0-split.csv; folders: keep the train/val/test "
+                             "folders; mura: train, and valid as the test split (validation drawn from train)")
     parser.add_argument("--drop_missing_images", action="store_true",
                         help="leave out (and count) the X-rays whose image is not under --root, instead of "
                              "stopping")
@@ -96,6 +109,26 @@ def get_args_parser():
                              "HOLD_OUT) and the task shape for the per-task size check (e.g. --set "
                              "UNLABELED_POOL_SIZE=200); repeatable")
     parser.add_argument("--overwrite", action="store_true", help="replace split CSVs already in --out")
+    layouts = parser.add_argument_group("--format dicom and --format folders")
+    layouts.add_argument("--pool_only", action="store_true",
+                         help="dicom: write one pool.csv of every DICOM X-ray under --root for select_xrays.py (no "
+                              "labels, no split): Path, PatientID, StudyInstanceUID, SOPInstanceUID, "
+                              "AccessionNumber, Sex, Age, Frontal/Lateral, ViewPosition, Modality")
+    layouts.add_argument("--labels", default=None, metavar="CSV",
+                         help="dicom: label table in CheXpert's columns (No Finding and the conditions), one row per "
+                              "--label_key value, joined to the DICOM headers; then split by patient (PatientID)")
+    layouts.add_argument("--label_key", default=None, metavar="COLUMN",
+                         help="dicom: the header column --labels is keyed by, e.g. SOPInstanceUID (one image) or "
+                              "AccessionNumber (a study)")
+    layouts.add_argument("--hash_patient", nargs="?", const="", default=None, metavar="SALT",
+                         help="dicom: write SHA-256(SALT + PatientID) (16 hex digits) instead of the PatientID, for "
+                              "sharing the CSVs; without SALT a random one, not kept (hashes then differ between runs)")
+    layouts.add_argument("--normal_name", default=DEFAULT_NORMAL_NAME,
+                         help="folders: the class folder of normal X-rays, any case")
+    layouts.add_argument("--patient_regex", default=None, metavar="REGEX",
+                         help="folders: regular expression finding the patient in each file name (its first group, "
+                              "or the whole match), e.g. '(person\\d+|IM-\\d+)' for the pediatric pneumonia "
+                              "collection; none: every image is its own patient")
     return parser
 
 
@@ -105,14 +138,21 @@ def main(argv=None):
     config = apply_overrides(default_config(), args.overrides)
     conditions_given = bool(overridden_names(args.overrides) & set(CONDITION_SETTINGS))
     val_frac, test_frac = check_arguments(args)
+    salt = patient_salt(args.hash_patient)
+    if args.pool_only:
+        return write_pool(args, salt)
     outputs = {f"{split}_{kind}": os.path.join(args.out, f"{split}_{kind}.csv") for split in SPLITS for kind in KINDS}
     check_output_folder(args.out, outputs, args.overwrite)
 
     # Read and check everything before anything is written.
     # NIH's findings are not CheXpert's eight: unless conditions are given, every NIH finding is one.
-    conditions = None if args.format == "nih" and not conditions_given else config["ALL_COND"]
+    # So are the class folders of --format folders and MURA's body parts.
+    every_finding = args.format in ("nih", "folders", "mura")
+    conditions = None if every_finding and not conditions_given else config["ALL_COND"]
     source = read_dataset(args.format, [p for p in (args.train_csv, args.valid_csv) if p], args.root, conditions,
-                          config["HOLD_OUT"], patient_column=args.patient_column, official_split=args.official_split)
+                          config["HOLD_OUT"], patient_column=args.patient_column, official_split=args.official_split,
+                          labels=args.labels, label_key=args.label_key, patient_salt=salt,
+                          normal_name=args.normal_name, patient_regex=args.patient_regex)
     frame, positive, normal, dropped, notes = rows_to_write(source, args)
     patients = None if args.no_patient else patient_ids(frame, source.patient_column)
     official = official_split(source, frame, args.split_column)
@@ -130,7 +170,7 @@ def main(argv=None):
     crossing = patients_in_several_splits(patients, split_of_row)
     if crossing:
         log.warning("%d patient(s) have X-rays in more than one split of the official split", crossing)
-    if args.no_patient:
+    if args.no_patient and official is None:  # an official split is kept as it is
         log.warning("--no_patient: X-rays are split one by one, so images of one patient may land in different "
                     "splits (and a selector may be tested on patients it was trained on)")
     os.makedirs(args.out, exist_ok=True)
@@ -138,19 +178,22 @@ def main(argv=None):
         atomic_write_text(frames[name].to_csv(index=False), path)
     counts = count_table(frames, patients, split_of_row, source.conditions)
     atomic_write_text(counts.to_csv(), os.path.join(args.out, "counts.csv"))
+    write_skipped(source.skipped, args.out)
     shape = TaskShape.from_config(config)
     non_hold_out, hold_out = usable_conditions(counts, source.conditions, config["HOLD_OUT"], shape)
     other_settings = [a.strip() for a in args.overrides if a.partition("=")[0].strip() not in CONDITION_SETTINGS]
     settings = set_line(non_hold_out, hold_out, other_settings) if non_hold_out else None
     atomic_write_json({"format": args.format, "files": [os.path.abspath(p) for p in source.files],
                        "root": os.path.abspath(args.root) if args.root else None,
-                       "val_frac": val_frac, "test_frac": test_frac if official is None else None, "seed": args.seed,
+                       "val_frac": None if official is not None and (official == "val").any() else val_frac,
+                       "test_frac": test_frac if official is None else None, "seed": args.seed,
                        "frontal_only": args.frontal_only, "conditions": source.conditions,
                        "condition_names": source.name_map or None,
                        "patient": "none" if args.no_patient else (source.patient_column or "Path (patientNNNNN)"),
                        "split": ("official" if args.official_split else f"column {args.split_column}"
                                  if args.split_column else "drawn by patient"),
-                       "missing_images_left_out": dropped, "set": settings},
+                       "missing_images_left_out": dropped, "set": settings,
+                       "patient_hashed": salt is not None},
                       os.path.join(args.out, "prepare_data.json"))
 
     for line in source.name_map_lines:
@@ -170,9 +213,50 @@ def main(argv=None):
     return 0
 
 
+def patient_salt(hash_patient):
+    """The salt of --hash_patient (None: not hashing); without a value, a random one that is never written."""
+    if hash_patient is None:
+        return None
+    if hash_patient == "":
+        log.info("--hash_patient: PatientIDs hashed with a random salt that is not kept (give --hash_patient SALT "
+                 "for hashes that repeat between runs)")
+        return secrets.token_hex(16)
+    return hash_patient
+
+
+def write_pool(args, salt):
+    """--format dicom --pool_only: pool.csv (and skipped_files.csv) in --out, nothing else."""
+    pool_csv = os.path.join(args.out, "pool.csv")
+    check_output_location(args.out, "--out", folder=True)
+    refuse_replacing(args.out, "--out", ["pool.csv"], args.overwrite, "pool CSV")
+    frame, skipped, notes = pool_table(args.root, salt)
+    for note in notes:
+        log.info("%s", note)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_text(frame.to_csv(index=False), pool_csv)
+    write_skipped(skipped, args.out)
+    log.info("wrote %d DICOM X-ray(s) of %d patient(s) to %s; embed them with: python3 xray_to_hdf5.py -d %s -o %s "
+             "--root %s -c moco.pth.tar", len(frame), frame["PatientID"].nunique(), pool_csv, pool_csv,
+             hdf5_path_for(pool_csv), args.root)
+    return 0
+
+
+def write_skipped(skipped, out):
+    """The files a DICOM folder had but that were not read (Path, reason) -> OUT/skipped_files.csv, and the log."""
+    if skipped is None or skipped.empty:
+        return
+    path = os.path.join(out, SKIPPED_FILES)
+    atomic_write_text(skipped.to_csv(index=False), path)
+    for row in skipped.head(EXAMPLES_SHOWN).itertuples():
+        log.warning("skipped %s: %s", row.Path, row.reason)
+    log.warning("%d DICOM file(s) skipped (unreadable, or not X-rays xray_to_hdf5.py reads); all listed in %s",
+                len(skipped), path)
+
+
 def rows_to_write(source, args):
     """(frame, positive mask, normal mask, images left out, notes): the source's positive and normal rows,
     frontal only with --frontal_only, their images checked under --root."""
+    refuse_duplicate_paths(source.frame, source.files)
     frame = frontal_rows(source.frame) if args.frontal_only else source.frame
     if len(frame) == 0:
         raise UserError(f"no rows left in {', '.join(source.files)}"
@@ -211,9 +295,10 @@ def check_arguments(args):
     if args.split_column and args.format != "chexpert":
         raise UserError(f"--split_column is for CSVs in CheXpert's layout; --format {args.format} keeps its "
                         "official split with --official_split")
-    if args.official_split and args.format == "chexpert":
-        raise UserError("--official_split is for --format nih or mimic; for your own CSV name the split's column "
-                        "with --split_column")
+    if args.official_split and args.format in ("chexpert", "dicom"):
+        raise UserError("--official_split is for --format nih, mimic, folders or mura; for your own CSV name the "
+                        "split's column with --split_column")
+    check_layout_options(args)
     if args.valid_csv and args.format != "chexpert":
         raise UserError(f"--valid_csv is CheXpert's valid.csv; --format {args.format} reads one label file")
     val_frac = DEFAULT_VAL_FRAC if args.val_frac is None else args.val_frac
@@ -227,6 +312,26 @@ def check_arguments(args):
         raise UserError(f"--val_frac {val_frac} and --test_frac {test_frac}: each must be above 0 and together "
                         "below 1, leaving patients for training")
     return val_frac, test_frac
+
+
+def check_layout_options(args):
+    """Refuse the options of one layout given with another (they would be ignored)."""
+    given = {"--pool_only": args.pool_only, "--labels": args.labels, "--label_key": args.label_key,
+             "--hash_patient": args.hash_patient is not None,
+             "--normal_name": args.normal_name != DEFAULT_NORMAL_NAME,
+             "--patient_regex": args.patient_regex}
+    layout_of = {"--pool_only": "dicom", "--labels": "dicom", "--label_key": "dicom", "--hash_patient": "dicom",
+                 "--normal_name": "folders", "--patient_regex": "folders"}
+    for flag, value in given.items():
+        if value and args.format != layout_of[flag]:
+            raise UserError(f"{flag} is an option of --format {layout_of[flag]}, not of --format {args.format}")
+    if args.pool_only and (args.labels or args.label_key):
+        raise UserError("--pool_only writes a pool without labels; leave out --labels and --label_key (or "
+                        "--pool_only, to make split CSVs)")
+    if bool(args.labels) != bool(args.label_key):
+        raise UserError("--labels and --label_key go together: the label table and the header column it is keyed by")
+    if args.pool_only and args.root is None:
+        raise UserError("--pool_only needs --root, the folder of DICOM files")
 
 
 def check_output_folder(out, outputs, overwrite):

@@ -24,6 +24,7 @@ import torch
 
 from data.data_record import check_same_inputs, record_inputs
 from data.embedding_origin import check_same_encoder, known_origin
+from data.input_checks import check_separate_splits
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.validation_overlap import crowded_validation_warning
@@ -32,19 +33,21 @@ from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, eval
                     train_step)
 from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
-from models.lstm_selector import initial_selector
+from models.selector import build_selector
 from models.classifier import MeanSimilarityClassifier
 from models.validation_record import describe, no_gain_message, validation_record
-from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
+from utils.atomic import WriteFailed, atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
-from utils.device import resolve_device
+from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
 from utils.progress import progress_bar
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
-from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed_everything, torch_generator
+from utils.staging import discard, new_staging_folder, publish, remove_stale_staging
+from utils.seeding import (RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, resumed_torch_generator, seed_everything,
+                           torch_generator)
 
 LOG_EVERY = 5  # steps between log lines (as the original)
 VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
@@ -63,6 +66,7 @@ MODE_COLUMNS = {SAMPLE: ("val_diff_ci_low", "val_diff_ci_high", "best_sample_che
                 TOPK: ("val_topk_diff_ci_low", "val_topk_diff_ci_high", "best_topk_checkpoint")}
 VALIDATION_MODES = (SAMPLE, TOPK)  # the selection modes of meta-validation, from one BiLSTM pass per batch
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
+CPU_GENERATOR_STATE_BYTES = 5056  # len(torch.Generator().get_state()); a CUDA generator's is 16
 
 
 def get_args_parser():
@@ -87,7 +91,9 @@ def get_args_parser():
                              "(--out must name that folder) and on the same data; the configuration and seed "
                              "stored in it are used")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start a new run in an --out folder that holds an earlier run (its files are removed)")
+                        help="start a new run in an --out folder that holds an earlier run; the new run is written "
+                             "beside it and replaces it at its first saved checkpoint (a run that fails before "
+                             "that leaves the earlier one as it was)")
     return parser
 
 
@@ -114,6 +120,7 @@ def meta_train(args, on_exit):
     check_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite)
     # every step has the same shapes: let cuDNN pick its fastest LSTM
     device = resolve_device(args.device, benchmark_kernels=True)
+    set_fp32_arithmetic(device)  # the cuDNN LSTM in fp32 on a GPU too, not TF32 (docs/training.md)
 
     # Read and validate all input before anything is written.
     shape = TaskShape.from_config(config)
@@ -129,6 +136,8 @@ def meta_train(args, on_exit):
     if val_table.embedding_size != train_table.embedding_size:
         raise UserError(f"{args.val_pos_csv}: embeddings have size {val_table.embedding_size}, but the training "
                         f"embeddings have size {train_table.embedding_size}")
+    split_notes = check_separate_splits({f"--{n}": getattr(args, n) for n in DATA_ARGUMENTS[:2]},
+                                        {f"--{n}": getattr(args, n) for n in DATA_ARGUMENTS[2:]})
     data_record = record_inputs({name: getattr(args, name) for name in DATA_ARGUMENTS})
     data_notes = check_same_inputs(resumed.get("data"), data_record, args.resume) if resumed is not None else []
     train_sampler = TaskSampler(train_table, conditions, shape, seed, TRAIN_STREAM)
@@ -138,14 +147,17 @@ def meta_train(args, on_exit):
     if resumed is not None:
         selector = selector_from_checkpoint(resumed, train_table.selector_input_size, args.resume)
     else:
-        selector = initial_selector(train_table.selector_input_size, seed)
-    lock_note = prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite, on_exit=on_exit)
+        selector = build_selector(config, train_table.selector_input_size, seed)
+    lock_note, folder, earlier = prepare_run_folder(args.out, resuming=resumed is not None,
+                                                    overwrite=args.overwrite, on_exit=on_exit)
     # A scheduler's SIGTERM stops the run like Ctrl-C: the resume hint is logged and the lock removed.
     on_exit.enter_context(sigterm_as_ctrl_c())
 
-    log = setup_logging(os.path.join(args.out, "train.log"))
+    log = setup_logging(os.path.join(folder, "train.log"))
     for note in filter(None, [lock_note, *data_notes]):
         log.info(note)
+    for note in split_notes:
+        log.warning("warning: %s", note)
     absent = [c for c in config["HOLD_OUT"] if c not in train_table.columns or c not in val_table.columns]
     if absent:
         log.info("HOLD_OUT condition(s) %s are not columns of %s / %s: fine here, held-out conditions are not "
@@ -167,24 +179,39 @@ def meta_train(args, on_exit):
         atomic_write_json({"config": config, "seed": seed, "device": str(device),
                            "data": {k: os.path.abspath(getattr(args, k)) for k in DATA_ARGUMENTS},
                            "embedding_origin": origin.to_dict() if origin else None},
-                          os.path.join(args.out, RUN_CONFIG))
+                          os.path.join(folder, RUN_CONFIG))
     log.info("%s on %s: %d train positives / %d normals, %d val tasks, selector input size %d, K=%d; best "
              "checkpoint by meta-val %s AUROC (BEST_CHECKPOINT_BY)", "resuming" if resumed is not None else
              "meta-training", device, train_table.num_positive_csv_rows, train_table.num_normal_rows, len(val_tasks),
              train_table.selector_input_size, config["K"], config["BEST_CHECKPOINT_BY"])
 
-    run = MetaTrainingRun(config, seed, device, args.out, selector, optimizer, train_table, train_sampler,
+    run = MetaTrainingRun(config, seed, device, folder, selector, optimizer, train_table, train_sampler,
                           val_table, val_tasks, log, embedding_origin=origin.to_dict() if origin else None,
                           data_record=data_record)
     if resumed is not None:
         run.restore(resumed["progress"])
+    if folder != args.out:  # --overwrite: the new run replaces the earlier one at its first saved checkpoint
+        run.on_first_checkpoint = lambda: publish_run(run, folder, args.out, earlier)
     try:
         best = run.train()
     except KeyboardInterrupt:
-        last = os.path.join(args.out, LAST_CHECKPOINT)
-        if os.path.exists(last):
+        if run.out != args.out:
+            log.info("interrupted before the first checkpoint; the earlier run in %s is kept as it was", args.out)
+        elif os.path.exists(os.path.join(args.out, LAST_CHECKPOINT)):
             log.info("interrupted; continue from the last validation with the same command plus --resume %s "
-                     "(without --set)", last)
+                     "(without --set)", os.path.join(args.out, LAST_CHECKPOINT))
+        raise
+    except WriteFailed as err:  # a full disk: the files written before are whole (utils/atomic.py)
+        last = os.path.join(args.out, LAST_CHECKPOINT)
+        if run.out != args.out:
+            raise UserError(f"{err}; the earlier run in {args.out} is kept as it was") from None
+        if os.path.exists(last):
+            raise UserError(f"{err}; free space, then continue with the same command plus --resume {last} (without "
+                            "--set)") from None
+        raise
+    except UserError as err:  # e.g. a non-finite loss before the first checkpoint of an --overwrite run
+        if run.out != args.out:
+            raise UserError(f"{err}; the earlier run in {args.out} is kept as it was") from None
         raise
     log.info("done: best meta-val %s AUROC %.4f in %s (= %s); metrics in %s", config["BEST_CHECKPOINT_BY"],
              best["best_val_auroc"], os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"],
@@ -216,6 +243,7 @@ class MetaTrainingRun:
                          "elapsed_s": 0.0, "metrics": [], "val_random_auroc": None, "val_random_aurocs": None,
                          "best_by_mode": {}}
         self._since_log, self._since_validation = [], []
+        self.on_first_checkpoint = None  # called once the first checkpoint and last.pt are saved
 
     def restore(self, progress):
         # a last.pt may predate the random baseline and the best checkpoint of each mode
@@ -224,8 +252,22 @@ class MetaTrainingRun:
         if primary not in self.progress["best_by_mode"] and self.progress["best_checkpoint"] is not None:
             self.progress["best_by_mode"][primary] = {"auroc": self.progress["best_val_auroc"],
                                                       "checkpoint": self.progress["best_checkpoint"], "record": None}
-        self.selection_generator.set_state(progress["selection_generator"])
-        self.baseline_generator.set_state(progress["baseline_generator"])
+        states = progress["selection_generator"], progress["baseline_generator"]
+        # A generator's state is of its device type (CPU 5,056 bytes, CUDA 16): one saved on another type
+        # cannot be set here, so the draws continue from generators derived from the seed and the step.
+        saved_on = progress.get("generator_device") or ("cpu" if len(states[0]) == CPU_GENERATOR_STATE_BYTES
+                                                          else "cuda")
+        if saved_on == self.device.type:
+            self.selection_generator.set_state(states[0])
+            self.baseline_generator.set_state(states[1])
+            return
+        step = progress["step"]
+        self.selection_generator = resumed_torch_generator(self.seed, SELECTION, step, self.device)
+        self.baseline_generator = resumed_torch_generator(self.seed, RANDOM_BASELINE, step, self.device)
+        self.log.info("%s holds the random state of a %s run, and this run is on %s: the selection and baseline "
+                      "draws continue from new generators seeded by the seed and step %d, so the run goes on "
+                      "but is not identical to one that stayed on %s", LAST_CHECKPOINT, saved_on, self.device.type,
+                      step, saved_on)
 
     def train(self):
         total_steps = self.steps_per_epoch * self.config["NUM_EPOCHS"]
@@ -250,6 +292,8 @@ class MetaTrainingRun:
                     if iteration % LOG_EVERY == 0:
                         self._log_window(epoch, iteration, started)
                     if iteration % VALIDATE_EVERY == 0 or self.progress["step"] == total_steps:
+                        if self.progress["step"] == total_steps:
+                            bar.close()  # the finished bar once: each line of the last validation would redraw it
                         self._validate_and_save(epoch, iteration)
                 done_in_epoch = 0
         self._link_best()  # also for a run resumed from a last.pt made before best.pt existed
@@ -264,7 +308,9 @@ class MetaTrainingRun:
     def _step(self, epoch, iteration, tasks):
         try:
             stats = train_step(self.selector, self.optimizer, self.classifier, self.train_table, tasks,
-                               self.config["K"], self.selection_generator, self.baseline_generator)
+                               self.config["K"], self.selection_generator, self.baseline_generator,
+                               policy=self.config["POLICY"], samples_per_task=self.config["SAMPLES_PER_TASK"],
+                               reward_baseline=self.config["REWARD_BASELINE"])
         except NonFiniteLoss as err:
             last = os.path.join(self.out, LAST_CHECKPOINT)
             raise UserError(f"training stopped at epoch {epoch + 1} iter {iteration}: {err}; the last good state is "
@@ -337,9 +383,13 @@ class MetaTrainingRun:
         self._write_metrics()
         progress["selection_generator"] = self.selection_generator.get_state()
         progress["baseline_generator"] = self.baseline_generator.get_state()
+        progress["generator_device"] = self.device.type  # which device's generators the two states belong to
         save_checkpoint(os.path.join(self.out, LAST_CHECKPOINT), self.selector, self.optimizer, epoch + 1,
                         self.config, seed=self.seed, progress=progress, embedding_origin=self.embedding_origin,
                         data=self.data_record)
+        if self.on_first_checkpoint is not None:
+            self.on_first_checkpoint()
+            self.on_first_checkpoint = None
 
     def _random_baseline_auroc(self):
         """Mean meta-val AUROC of K X-rays drawn uniformly at random per task (evaluate.py's 'random').
@@ -414,17 +464,29 @@ def check_run_folder(out, resuming, overwrite):
 
 
 def prepare_run_folder(out, resuming, overwrite, on_exit):
-    """Create --out and lock it until ``on_exit`` closes; with --overwrite, remove the earlier run's files.
+    """Create --out and lock it until ``on_exit`` closes. With --overwrite over an earlier run, the new run goes
+    to a staging folder inside --out (utils/staging.py) until its first checkpoint (``publish_run``).
 
-    Returns the lock's note about a stale lock it took over, or None.
+    Returns (the lock's note about a stale lock it took over or None, the folder to write the run to, the
+    earlier run's file names that the new run replaces).
     """
     note = lock_folder(out, f"--out {out}", on_exit)
+    remove_stale_staging(out)  # of a run killed before its first checkpoint
     earlier = _earlier_run_files(out)
     _refuse_mixing(out, earlier, resuming, overwrite)  # again under the lock: a run may have ended here meanwhile
-    if not resuming:
-        for name in earlier:
-            os.remove(os.path.join(out, name))
-    return note
+    if resuming or not earlier:
+        return note, out, []
+    staging = new_staging_folder(out)
+    on_exit.callback(discard, staging)  # before the lock's release; nothing left once published
+    return note, staging, earlier
+
+
+def publish_run(run, staging, out, earlier):
+    """The new run has its first checkpoint: its files replace the earlier run's in ``out``, and it goes on there
+    (train.log keeps being written: a rename keeps the open file)."""
+    publish(staging, out, earlier)
+    run.out = out
+    run.log.info("the new run replaced the earlier one in %s (--overwrite)", out)
 
 
 def _earlier_run_files(out):

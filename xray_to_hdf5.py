@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.csv_hdf5 import hdf5_path_for, read_csv
+from data.dicom import DEFAULT_WINDOWING, WINDOWING
 from data.embedding_writer import PARTIAL_SUFFIX, EmbeddingWriter, embedding_attributes, locked_resume_position
 from data.images import DECODERS, MAX_DEFAULT_WORKERS, XrayImages, check_images, collate_items, image_paths
 from models.encoders import DEFAULT_ENCODER, ENCODERS, load_encoder
@@ -77,6 +78,11 @@ def get_args_parser():
                            "torchvision.io.decode_jpeg (batched on the GPU when the device is cuda, in the workers "
                            "otherwise) and resize the tensor with antialias; other files go through PIL "
                            "(cosine similarity to pil >= 0.999). The other encoders decode with PIL")
+    parser.add_argument("--dicom_windowing", choices=tuple(WINDOWING), default=DEFAULT_WINDOWING,
+                        help="DICOM files (.dcm, .dicom, or 'DICM' at byte 128; any encoder, either decoder) are "
+                             "read with pydicom, rescaled and windowed to 8-bit grey by: "
+                             + "; ".join(f"{name}: {rule}" for name, rule in WINDOWING.items())
+                             + ". MONOCHROME1 is inverted; the rule is recorded in the HDF5 file")
 
     others = parser.add_argument_group("--encoder torchxrayvision and --encoder timm")
     others.add_argument("--weights", default=None,
@@ -147,17 +153,19 @@ def embed_csv(args, ranks, on_exit):
     check_output_file(output, "--output_path", {"--data": ("CSV", args.data),
                                                 "--checkpoint_path": ("checkpoint", args.checkpoint_path),
                                                 "--weights": ("weights", args.weights)},
-                      overwrite=args.overwrite, kind="the HDF5 file name", folder_must_exist=True)
+                      overwrite=args.overwrite, kind="the HDF5 file name", folder_must_exist=True,
+                      embeddings_of_inputs=False)
 
     # Rank 0 first: it downloads weights that are missing, so that processes never write the same file at once.
     encoder = ranks.rank0_first(lambda: load_encoder(
         args.encoder, checkpoint_path=args.checkpoint_path, arch=args.arch, decoder=args.decoder,
         weights=args.weights, weights_dir=args.weights_dir, model_name=args.model, device=device))
+    encoder.pipeline.dicom_windowing = args.dicom_windowing  # sent to the DataLoader workers with the pipeline
     weights_sha256 = file_sha256(encoder.weights_file) if ranks.rank == 0 and encoder.weights_file else ""
     attrs = embedding_attributes(frame, args.data, encoder, args.precision, args.decoder, args.root, weights_sha256)
     start_row = ranks.broadcast_outcome(lambda: locked_resume_position(output, attrs, args.overwrite, on_exit))
     if args.check:
-        check_all_images(paths, args.data, ranks, args.num_workers)
+        check_all_images(paths, args.data, ranks, args.num_workers, args.dicom_windowing)
 
     channels_last = args.channels_last == "on"
     set_fp32_arithmetic(device, args.precision)
@@ -181,6 +189,8 @@ def embed_csv(args, ranks, on_exit):
             if writer is not None:
                 writer.write(lo, embeddings)
                 uniform.add(uniform_rows)
+        if writer is not None:
+            writer.finish(output)  # the completion record, checked, then the rename
     except UserError as err:
         if writer is not None:
             kept = writer.abandon()
@@ -191,7 +201,6 @@ def embed_csv(args, ranks, on_exit):
             log.info("stopped after %d of %d rows; %s", writer.rows_done, len(paths), writer.abandon())
         raise
     if writer is not None:
-        writer.finish(output)
         uniform.summarize()
         elapsed = time.time() - started
         log.info("wrote %d embeddings of size %d to %s (%.1f s, %.1f images/s)", len(paths), encoder.dim, output,
@@ -220,12 +229,12 @@ def check_options(args):
                         "with PIL and preprocesses as its library does")
 
 
-def check_all_images(paths, csv_path, ranks, threads):
+def check_all_images(paths, csv_path, ranks, threads, dicom_windowing=DEFAULT_WINDOWING):
     """--check: open every image (shared among processes) and stop with the list of all unreadable ones."""
     rows = list(range(ranks.rank, len(paths), ranks.world_size))
     with tqdm(total=len(rows), desc="checking images", unit="img", disable=ranks.rank != 0,
               dynamic_ncols=True) as bar:
-        bad = check_images(paths, rows, threads=max(threads, 1), progress=bar)
+        bad = check_images(paths, rows, threads=max(threads, 1), progress=bar, dicom_windowing=dicom_windowing)
     bad = sorted(sum(ranks.all_gather_object(bad), []))
     if len(bad) == 1:  # one line, as when embedding meets it
         row, path, reason = bad[0]

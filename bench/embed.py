@@ -6,6 +6,7 @@
     python3 bench/embed.py --csv CSV --images DIR               # your own images (CSV column 'Path', from DIR)
     python3 bench/embed.py --encoder torchxrayvision            # densenet121-res224-all (--weights NAME)
     python3 bench/embed.py --encoder timm --model vit_small_patch16_224
+    python3 bench/embed.py --dicom uncompressed rle jpeg2000    # the same pictures as JPEG and as DICOM files
 
 Encoders other than MoCo-CXR get random weights (models/random_weights.py)
 unless --weights names real ones; the speed is the same.
@@ -21,12 +22,18 @@ part of the sum of the stages a path runs, serially. The end-to-end rows run
 xray_to_hdf5.py itself in a fresh process with its default settings, for each
 --decoder and --workers, and report the images/s it logs (model loading
 excluded). Results also go to bench/results/embed.json.
+
+--dicom compares inputs instead: the synthetic pictures as JPEGs and as 12-bit DICOM files (MONOCHROME2, a
+window over the full range, in each transfer syntax named), decoded one image at a time in one thread
+(data.images.decode) and embedded end to end by xray_to_hdf5.py (--decoder pil); the table also goes to the
+markdown fragment --fragment (docs/results/embed_dicom.md), whose first line names the command and machine.
 """
 import argparse
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,6 +62,8 @@ FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal imag
 THROUGHPUT = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")  # xray_to_hdf5.py's last log line
 DEFAULT_WEIGHTS = {"torchxrayvision": "densenet121-res224-all"}
 DEFAULT_TIMM_MODEL = "vit_small_patch16_224"  # a ViT-S/16, the size of many self-supervised chest X-ray encoders
+# --dicom: transfer syntax -> pydicom UID (None: uncompressed, Explicit VR Little Endian)
+DICOM_SYNTAXES = {"uncompressed": None, "rle": "1.2.840.10008.1.2.5", "jpeg2000": "1.2.840.10008.1.2.4.90"}
 
 
 def get_args_parser():
@@ -98,6 +107,11 @@ def get_args_parser():
     parser.add_argument("--work", default=None, help="folder for the generated files (default: a temporary one)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "embed.json"),
                         help="JSON file for the results (default bench/results/embed.json)")
+    parser.add_argument("--dicom", nargs="*", choices=tuple(DICOM_SYNTAXES), default=None,
+                        help="compare JPEG input with the same pictures as DICOM files in these transfer syntaxes "
+                             "(no value: uncompressed); synthetic images only")
+    parser.add_argument("--fragment", default=os.path.join(ROOT, "docs", "results", "embed_dicom.md"),
+                        help="--dicom: markdown fragment for the docs (default docs/results/embed_dicom.md)")
     return parser
 
 
@@ -112,6 +126,10 @@ def main(argv=None):
         args.decoder = ["pil", "torchvision"] if args.encoder == "moco" else ["pil"]
     if args.encoder != "moco" and args.decoder != ["pil"]:
         raise SystemExit("error: --decoder torchvision is for --encoder moco only")
+    if args.dicom is not None:
+        if args.csv or args.images:
+            raise SystemExit("error: --dicom compares the synthetic pictures; leave out --csv and --images")
+        return compare_dicom(args, device, argv)
     work = args.work or tempfile.mkdtemp(prefix="bench_embed_")
     os.makedirs(work, exist_ok=True)
     load_before = os.getloadavg()
@@ -348,6 +366,110 @@ def print_stage_table(stages):
         f"**{totals[n]:.2f} ms = {1000 / totals[n]:.0f} images/s**" for n in names) + " |")
 
 
+def compare_dicom(args, device, argv):
+    """--dicom: the same synthetic pictures as JPEG and as DICOM files: decode ms/image and xray_to_hdf5.py images/s."""
+    syntaxes = args.dicom or ["uncompressed"]
+    work = args.work or tempfile.mkdtemp(prefix="bench_embed_dicom_")
+    os.makedirs(work, exist_ok=True)
+    load_before = os.getloadavg()
+    try:
+        csv, root, checkpoint = prepare_inputs(args, work)
+        encoder_args = encoder_options(args, checkpoint, work)
+        inputs = {"JPEG (8-bit)": csv, **write_dicom_copies(csv, root, syntaxes, work)}
+        print(machine_line(device))
+        rows = []
+        for name, input_csv in inputs.items():
+            paths = [os.path.join(root, p) for p in pd.read_csv(input_csv)["Path"].astype(str)]
+            distinct = list(dict.fromkeys(paths))[:args.stage_images or (16 if args.full_size else 256)]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # as in a DataLoader worker
+            decode_ms = median_ms(lambda: [decode(p) for p in distinct], args.repeats, torch.device("cpu")) / len(
+                distinct)
+            torch.set_num_threads(threads)
+            speeds = {workers: run_xray_to_hdf5(input_csv, root, encoder_args, args, device, "pil", workers,
+                                                os.path.join(work, "dicom_bench.hdf5"))["images_per_s"]
+                      for workers in ([] if args.skip_end_to_end else args.workers)}
+            size = int(np.mean([os.path.getsize(p) for p in distinct]))
+            rows.append({"input": name, "file_kib": size / 1024, "decode_ms": decode_ms, "images_per_s": speeds})
+            print(f"{name}: {size / 1024:.0f} KiB, decode {decode_ms:.2f} ms/image, images/s {speeds}")
+        load_after = os.getloadavg()
+        shape = image_shape(os.path.join(root, pd.read_csv(csv)["Path"].iloc[0]))
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    command = "python3 bench/embed.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    table = dicom_table(rows, args, shape, command, machine_line(device), load_before, load_after)
+    print("\n" + table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.fragment)), exist_ok=True)
+    with open(args.fragment, "w") as f:
+        f.write(table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"args": vars(args), "machine": machine_line(device), "load_average_before": load_before,
+                   "load_average_after": load_after, "dicom_vs_jpeg": rows}, f, indent=2)
+    print(f"results saved to {args.out} and {args.fragment}")
+
+
+def write_dicom_copies(csv, root, syntaxes, work):
+    """{input name: CSV}: each distinct JPEG of ``csv`` as a 12-bit DICOM file per transfer syntax, same rows."""
+    from data.synthetic_dicom import write_dicom
+    from PIL import Image
+    frame = pd.read_csv(csv)
+    csvs = {}
+    for syntax in syntaxes:
+        uid = DICOM_SYNTAXES[syntax]
+        if uid is not None:
+            from pydicom.pixels import get_decoder, get_encoder
+            if not (get_encoder(uid).is_available and get_decoder(uid).is_available):
+                print(f"skipped DICOM {syntax}: no pydicom plugin encodes and decodes it here "
+                      "(pip install -r requirements-encoders.txt)")
+                continue
+        names = {}
+        for name in dict.fromkeys(frame["Path"]):
+            pixels = np.asarray(Image.open(os.path.join(root, name)), dtype=np.uint16)
+            stored = pixels * 16 + pixels // 16  # 8 bits -> 12 bits, 0..4095
+            names[name] = f"dicom_{syntax}/{os.path.splitext(os.path.basename(name))[0]}.dcm"
+            write_dicom(os.path.join(root, names[name]), stored, window=(2048, 4096), transfer_syntax=uid)
+        csvs[f"DICOM 12-bit, {syntax}"] = os.path.join(work, f"dicom_{syntax}.csv")
+        frame.assign(Path=frame["Path"].map(names)).to_csv(csvs[f"DICOM 12-bit, {syntax}"], index=False)
+    return csvs
+
+
+def dicom_table(rows, args, shape, command, machine, load_before, load_after):
+    """The --dicom results as a markdown fragment (docs/results/embed_dicom.md); first line: how it was made."""
+    workers = [] if args.skip_end_to_end else args.workers
+    lines = [f"<!-- made by: {command}; {machine} -->",
+             f"| input ({min(args.num_images, args.unique or (16 if args.full_size else 256))} distinct synthetic pictures, "
+             f"{shape.split(' ')[0]}; {args.num_images} rows) | file (KiB) | decode (ms/image, 1 thread) | "
+             + " | ".join(f"xray_to_hdf5.py images/s, --num_workers {w}" for w in workers) + " |",
+             "| --- | ---: | ---: |" + " ---: |" * len(workers)]
+    for row in rows:
+        lines.append(f"| {row['input']} | {row['file_kib']:.0f} | {row['decode_ms']:.2f} | "
+                     + " | ".join(f"{row['images_per_s'][w]:.1f}" for w in workers) + " |")
+    lines.append("")
+    lines.append(f"MoCo-CXR {args.arch} (random weights), --encoder {args.encoder}, --decoder pil, batch "
+                 f"{args.batch_size}, on {args.device}; decode = file to 8-bit picture (data.images.decode: "
+                 f"pydicom, rescale, window, 8 bits for DICOM); load average before {fmt_load(load_before)}, after "
+                 f"{fmt_load(load_after)} (the machine is shared: compare rows, not runs).")
+    return "\n".join(lines) + "\n"
+
+
+def run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers, out):
+    """One run of xray_to_hdf5.py in a fresh process: {'images_per_s', 'embedding_s', 'wall_s', 'load_average_after'}."""
+    command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, *encoder_args,
+               "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
+               "--num_workers", str(workers), "--decoder", decoder, "--overwrite"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    match = THROUGHPUT.search(done.stderr)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    os.remove(out)
+    return {"images_per_s": float(match.group(2)), "embedding_s": float(match.group(1)), "wall_s": wall,
+            "load_average_after": os.getloadavg()}
+
+
 def time_end_to_end(csv, root, encoder_args, args, device, work):
     """xray_to_hdf5.py with its defaults, in a fresh process per run: the images/s it logs, per setting.
 
@@ -358,18 +480,8 @@ def time_end_to_end(csv, root, encoder_args, args, device, work):
     runs = {setting: [] for setting in settings}
     for _ in range(args.end_to_end_repeats):
         for decoder, workers in settings:
-            command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, *encoder_args,
-                       "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
-                       "--num_workers", str(workers), "--decoder", decoder, "--overwrite"]
-            start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            match = THROUGHPUT.search(done.stderr)
-            if done.returncode != 0 or match is None:
-                raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
-            runs[decoder, workers].append({"images_per_s": float(match.group(2)), "embedding_s": float(match.group(1)),
-                                           "wall_s": wall, "load_average_after": os.getloadavg()})
-            os.remove(out)
+            runs[decoder, workers].append(run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers,
+                                                           out))
     print(f"\n| xray_to_hdf5.py --encoder {args.encoder}, defaults | --num_workers | images/s (median of "
           f"{args.end_to_end_repeats}) | embedding (s) | wall, with start-up (s) | 1-min load after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -14,6 +14,9 @@ from data.embedding_origin import check_same_encoder, known_origin, origin_from_
 from utils.errors import UserError
 
 HDF5_DATASET = "dataset"
+# The completion record, written last by xray_to_hdf5.py (data/embedding_writer.py): the rows written and the
+# SHA-256 of their float32 bytes in row order. A file without it (the original code's) is read as before.
+ROWS_WRITTEN, ROWS_SHA256 = "rows_written", "rows_sha256"
 FINITE_CHECK_ROWS = 65536  # rows checked for NaN/inf at a time, to keep the check's memory small
 FINGERPRINT_ROWS = 256  # rows of an HDF5 that its fingerprint hashes
 
@@ -31,7 +34,21 @@ def read_csv(csv_path, required_columns=("Path",), header_only=False):
         frame = pd.read_csv(csv_path, low_memory=False, nrows=0 if header_only else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
         raise UserError(f"{csv_path}: cannot read CSV ({str(err).strip().splitlines()[0]})") from None
+    if any(c not in frame.columns for c in required_columns):
+        refuse_other_separator(frame, csv_path)
     return require_columns(frame, required_columns, csv_path)
+
+
+def refuse_other_separator(frame, csv_path):
+    """A CSV saved with ';' (a spreadsheet's European default), tabs or '|' reads as one column: say so."""
+    if len(frame.columns) != 1:
+        return
+    header = str(frame.columns[0])
+    separator = next((s for s in (";", "\t", "|") if s in header), None)
+    if separator is not None:
+        columns = ", ".join(repr(c) for c in header.split(separator))
+        raise UserError(f"{csv_path}: columns are separated by {separator!r}, not commas (found {columns}); save it "
+                        "as a comma-separated CSV")
 
 
 def require_columns(frame, columns, source):
@@ -68,9 +85,10 @@ def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
     """Copy the HDF5 dataset into ``out`` (a float32 array view of shape (rows, D)) and validate it.
 
     Reads straight into the caller's array so that the embeddings of several
-    files can share one table without an extra copy.
+    files can share one table without an extra copy. A file whose completion record does not match its rows,
+    or that claims to be complete yet holds a row of zeros (never written), is refused.
     """
-    with _open_dataset(hdf5_path) as (_, dataset):
+    with _open_dataset(hdf5_path) as (file, dataset):
         rows = dataset.shape[0]
         if rows != expected_rows:
             raise UserError(f"{csv_path} has {expected_rows} rows but {hdf5_path} has {rows} embeddings; "
@@ -78,6 +96,7 @@ def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
         if dataset.shape[1] != out.shape[1]:
             raise UserError(f"{hdf5_path}: embeddings have size {dataset.shape[1]}, expected {out.shape[1]} "
                             "(all files of a run must come from the same encoder)")
+        record = CompletionCheck(hdf5_path, file.attrs)
         for start in range(0, rows, FINITE_CHECK_ROWS):
             stop = min(start + FINITE_CHECK_ROWS, rows)
             chunk = out[start:stop]
@@ -87,6 +106,56 @@ def read_embeddings_into(hdf5_path, out, expected_rows, csv_path):
                 bad_row = start + int(np.argmin(finite))
                 raise UserError(f"{hdf5_path}: embedding of row {bad_row} (CSV {csv_path} row {bad_row}) "
                                 "contains NaN or infinity")
+            record.add(start, chunk)
+        record.check(rows)
+
+
+def check_completion_record(hdf5_path):
+    """Read the whole file back and refuse it if its completion record does not match (see CompletionCheck)."""
+    with _open_dataset(hdf5_path) as (file, dataset):
+        record = CompletionCheck(hdf5_path, file.attrs)
+        for start in range(0, dataset.shape[0], FINITE_CHECK_ROWS):
+            record.add(start, dataset[start:start + FINITE_CHECK_ROWS])
+        record.check(dataset.shape[0])
+
+
+class RecordMismatch(UserError):
+    """A file whose completion record does not match its rows; ``problem`` says how, without advice."""
+
+    def __init__(self, path, problem):
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; make the file again with xray_to_hdf5.py")
+
+
+class CompletionCheck:
+    """Checks rows read in order against the file's completion record (ROWS_WRITTEN, ROWS_SHA256), and, in a
+    file marked complete, that no row is all zeros (HDF5 leaves rows never written as zeros). A file with
+    neither record nor mark (the original code's) passes unchecked."""
+
+    def __init__(self, hdf5_path, attrs):
+        self.path = hdf5_path
+        self.rows_written = plain_attribute(attrs.get(ROWS_WRITTEN))
+        self.sha256 = plain_attribute(attrs.get(ROWS_SHA256))
+        self.claims_complete = plain_attribute(attrs.get("complete")) is True
+        self.digest = hashlib.sha256() if self.sha256 is not None else None
+
+    def add(self, start, chunk):
+        """Rows start .. start + len(chunk), in order."""
+        if self.digest is not None:
+            self.digest.update(np.ascontiguousarray(chunk, dtype=np.float32).data)  # no copy
+        if self.claims_complete:
+            zero = ~np.asarray(chunk).any(axis=1)
+            if zero.any():
+                raise RecordMismatch(self.path, f"row {start + int(np.argmax(zero))} is all zeros in a file marked "
+                                                "complete: it was never written (a full disk?)")
+
+    def check(self, rows):
+        if self.digest is None:
+            return
+        if self.rows_written != rows or self.digest.hexdigest() != self.sha256:
+            raise RecordMismatch(self.path, f"its completion record ({self.rows_written} rows, checksum) does not "
+                                            f"match its {rows} rows: the file is damaged or was cut short (a full "
+                                            "disk?)")
 
 
 def read_embeddings_beside(csv_paths, row_counts):
@@ -97,7 +166,11 @@ def read_embeddings_beside(csv_paths, row_counts):
     embedding is read. Each file is read straight into its slice of the result (no intermediate copy).
     """
     hdf5_paths = [hdf5_path_for(p) for p in csv_paths]
-    _, dim = embedding_shape(hdf5_paths[0])
+    dims = [embedding_shape(h)[1] for h in hdf5_paths]
+    if len(set(dims)) > 1:  # name every file with its size: with two files, neither is 'the' odd one
+        raise UserError(f"embeddings of different sizes: {', '.join(f'{h} {d}' for h, d in zip(hdf5_paths, dims))} "
+                        "(all files of a run must come from the same encoder)")
+    dim = dims[0]
     origins = [origin_from_attributes(read_attributes(h), h) for h in hdf5_paths]
     first = known_origin(*origins)
     for origin in origins:

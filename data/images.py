@@ -6,7 +6,8 @@ to [0, 1], normalise with the CXR mean and std on every channel. It is split
 into steps a benchmark can time one by one:
 
 * ``decode``           file -> PIL image, 8 bits per channel (grey-scale images stay one channel;
-                       16-bit grey is scaled from its own range to 8 bits, see ``decode``)
+                       16-bit grey is scaled from its own range to 8 bits, see ``decode``; a DICOM
+                       file is windowed to 8-bit grey by data/dicom.py)
 * ``resize_and_crop``  PIL image -> 320 x 320 PIL image
 * ``to_uint8_tensor``  -> (3, 320, 320) uint8; this is what DataLoader workers send
 * ``normalize``        uint8 batch -> float32 batch, on the model's device
@@ -42,6 +43,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as tvf
 
+from data.dicom import DEFAULT_WINDOWING, check_dicom, is_dicom, read_dicom
 from utils.errors import UserError
 
 IMAGE_SIZE = 320      # shorter side after resizing, and the side of the centre crop (MoCo-CXR)
@@ -58,13 +60,23 @@ PREPROCESSING_TORCHVISION = (f"JPEG: torchvision.io.decode_jpeg, resize uint8 te
                              "(bilinear with antialias, keep aspect ratio, torchvision rounding); other files: as "
                              f"PIL, {DECODED}; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale "
                              f"to [0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
+# On a GPU: nvjpeg decodes, and torchvision resizes a CUDA uint8 tensor in float32 (its uint8 path is the CPU's
+# only) and rounds back, so the pixels differ from the CPU path's: the two are never mixed in one file.
+PREPROCESSING_TORCHVISION_GPU = (f"JPEG: torchvision.io.decode_jpeg on the GPU (nvjpeg), resize shorter side to "
+                                 f"{IMAGE_SIZE} on the GPU (bilinear with antialias in float32, rounded back to uint8, "
+                                 "keep aspect ratio, torchvision rounding); other files: as PIL in the workers, "
+                                 f"{DECODED}; centre crop {IMAGE_SIZE}x{IMAGE_SIZE}; grey repeated to RGB; scale to "
+                                 f"[0,1]; normalise mean {CXR_MEAN} std {CXR_STD}")
 JPEG_START, JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"  # SOI marker (and the first byte of the next); EOI marker
 SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N")  # Pillow's modes for 16-bit grey PNG and TIFF files
 UINT16_MAX = 65535
 
 
-def decode(path):
+def decode(path, dicom_windowing=DEFAULT_WINDOWING):
     """Open and decode the image file at ``path`` -> PIL image, 'L' (grey) or 'RGB', 8 bits per channel.
+
+    A DICOM file (data/dicom.py's ``is_dicom``) is read by pydicom and windowed
+    to 8-bit grey by the rule ``dicom_windowing`` (data/dicom.py's WINDOWING).
 
     Grey-scale and RGB images keep their mode. A 16-bit grey image (Pillow's
     'I;16' modes, or 'I' as older Pillows open 16-bit PNGs) is scaled from its
@@ -75,6 +87,8 @@ def decode(path):
     CMYK, ...) are converted to RGB. Floating-point pixels ('F'), whose range
     is unknown, are refused.
     """
+    if is_dicom(path):
+        return read_dicom(path, dicom_windowing)
     with Image.open(path) as image:
         image.load()  # the pixels stay in memory after the file is closed
     if image.mode in ("L", "RGB"):
@@ -103,11 +117,16 @@ def is_uniform(image):
     mistake upstream (a wrong bit depth, window or export), so it is reported.
     """
     if isinstance(image, torch.Tensor):
-        flat = image.flatten(1)  # (C, H * W)
-        return bool((flat == flat[:, :1]).all())
+        return bool(uniform_flag(image))
     extrema = image.getextrema()  # (min, max), or one such pair per band
     bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
     return all(low == high for low, high in bands)
+
+
+def uniform_flag(image):
+    """``is_uniform`` of a (C, H, W) tensor as a 0-d bool tensor on its device: read without a device sync."""
+    flat = image.flatten(1)  # (C, H * W)
+    return (flat == flat[:, :1]).all()
 
 
 def resized_size(width, height, size=IMAGE_SIZE):
@@ -165,7 +184,7 @@ def decode_jpegs(data, device="cpu"):
         return decode_jpeg(data, mode=ImageReadMode.UNCHANGED, device=device)
 
 
-def decode_torchvision(path):
+def decode_torchvision(path, dicom_windowing=DEFAULT_WINDOWING):
     """A JPEG decoded by torchvision -> (C, H, W) uint8 tensor, C = 1 or 3; any other file -> ``decode(path)``.
 
     Only 8-bit JPEGs take this path; PNGs and TIFFs, 16-bit ones included, and
@@ -180,7 +199,7 @@ def decode_torchvision(path):
             image = None
         if image is not None and image.shape[0] in (1, 3) and image.dtype == torch.uint8:
             return image
-    return decode(path)
+    return decode(path, dicom_windowing)
 
 
 def resize_and_crop_tensor(image, size=IMAGE_SIZE):
@@ -225,6 +244,7 @@ def decode_batch(items, paths, device):
     except RuntimeError:
         decoded = [_decode_or_none(items[i], device) for i in jpegs]
     decoded = dict(zip(jpegs, decoded))
+    flags = {}  # i -> uniform_flag, read together at the end: one device sync per batch, not one per image
     for i, item in enumerate(items):
         image = decoded.get(i)
         if item.ndim == 3:  # preprocessed by PIL in a worker
@@ -233,10 +253,13 @@ def decode_batch(items, paths, device):
         try:
             if image is None or image.shape[0] not in (1, 3) or image.dtype != torch.uint8:
                 image = decode(paths[i])  # PIL decodes it, or names the problem
-            uniform[i] = is_uniform(image)
+            flags[i] = uniform_flag(image) if isinstance(image, torch.Tensor) else is_uniform(image)
             images[i] = MocoTorchvisionPipeline().transform(image).to(device)
         except IMAGE_ERRORS as err:
             errors[i] = read_error(err) or "unreadable"
+    if flags:
+        for i, flat in zip(flags, torch.stack([torch.as_tensor(f, device=device) for f in flags.values()]).tolist()):
+            uniform[i] = flat
     return images, errors, uniform
 
 
@@ -297,9 +320,10 @@ class ImagePipeline:
     shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     dtype = torch.uint8
     decodes_on_device = False  # True: workers send undecoded items and ``finish_batch`` decodes them
+    dicom_windowing = DEFAULT_WINDOWING  # how DICOM files are windowed (xray_to_hdf5.py --dicom_windowing)
 
     def decode(self, path):
-        return decode(path)
+        return decode(path, self.dicom_windowing)
 
     def is_uniform(self, image):
         return is_uniform(image)
@@ -331,7 +355,7 @@ class MocoTorchvisionPipeline(MocoPipeline):
     description = PREPROCESSING_TORCHVISION
 
     def decode(self, path):
-        return decode_torchvision(path)
+        return decode_torchvision(path, self.dicom_windowing)
 
     def transform(self, image):
         if isinstance(image, torch.Tensor):
@@ -341,11 +365,12 @@ class MocoTorchvisionPipeline(MocoPipeline):
 
 class MocoDeviceDecodePipeline(MocoTorchvisionPipeline):
     """--decoder torchvision on a GPU: workers read a JPEG's bytes, and a whole batch is decoded on the GPU."""
+    description = PREPROCESSING_TORCHVISION_GPU
     decodes_on_device = True
 
     def decode(self, path):
         data = read_jpeg(path)
-        return data if data is not None else decode(path)
+        return data if data is not None else decode(path, self.dicom_windowing)
 
     def is_uniform(self, image):
         return None if isinstance(image, torch.Tensor) else is_uniform(image)  # bytes: known once decoded
@@ -394,13 +419,16 @@ class XrayImages(Dataset):
             return row, self.pipeline.placeholder(), read_error(err) or "unreadable", False
 
 
-def check_image(path):
+def check_image(path, dicom_windowing=DEFAULT_WINDOWING):
     """None when the image at ``path`` opens and decodes, else the reason it cannot be read.
 
     Cheap: a JPEG is decoded at 1/8 scale (libjpeg skips most of the work but
     still reads every byte, so a truncated file is caught); other formats are
-    verified by Pillow without decoding the pixels.
+    verified by Pillow without decoding the pixels. A DICOM file is read whole,
+    as embedding reads it (its refusals are only known from the header and pixels).
     """
+    if is_dicom(path):
+        return check_dicom(path, dicom_windowing)
     try:
         with Image.open(path) as image:
             if image.format == "JPEG":
@@ -413,7 +441,7 @@ def check_image(path):
     return None
 
 
-def check_images(paths, rows, threads=8, progress=None):
+def check_images(paths, rows, threads=8, progress=None, dicom_windowing=DEFAULT_WINDOWING):
     """[(row, path, reason)] for every unreadable image among ``rows``, in row order.
 
     Pillow releases the GIL while reading, so threads overlap the file reads.
@@ -421,7 +449,7 @@ def check_images(paths, rows, threads=8, progress=None):
     """
     bad = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for row, reason in zip(rows, pool.map(lambda r: check_image(paths[r]), rows)):
+        for row, reason in zip(rows, pool.map(lambda r: check_image(paths[r], dicom_windowing), rows)):
             if reason is not None:
                 bad.append((row, paths[row], reason))
             if progress is not None:

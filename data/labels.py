@@ -24,7 +24,9 @@ def numeric_labels(frame, columns, source):
         bad = frame[column].notna() & ~values.isin(LABEL_VALUES)
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
-            raise UserError(f"{source}: column {column!r} row {row} is {frame[column].iloc[row]!r}; allowed values: "
+            value = frame[column].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value  # 2.0, not np.float64(2.0)
+            raise UserError(f"{source}: column {column!r} row {row} is {value!r}; allowed values: "
                             f"{ALLOWED_TEXT}")
         converted[column] = values
     return frame.assign(**converted) if converted else frame

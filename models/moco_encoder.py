@@ -19,6 +19,7 @@ from torch import nn
 from torchvision import models
 
 from utils.errors import UserError
+from utils.torch_files import unreadable_reason
 
 # name -> (torchvision constructor, head attribute, embedding size D). The published MoCo-CXR
 # families: r8w-* (ResNet-18), r5w-* (ResNet-50), d1w-* (DenseNet-121).
@@ -73,8 +74,8 @@ def read_moco_state_dict(checkpoint_path):
     except IsADirectoryError:
         raise UserError(f"{checkpoint_path}: is a folder, expected a checkpoint file") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"{checkpoint_path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise UserError(f"{checkpoint_path}: not a readable PyTorch checkpoint "
+                        f"({unreadable_reason(checkpoint_path, err)})") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         found = (f"keys {', '.join(repr(k) for k in list(checkpoint)[:8])}" if isinstance(checkpoint, dict)
                  else f"a {type(checkpoint).__name__}")

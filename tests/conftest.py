@@ -1,15 +1,47 @@
-"""Shared fixtures: tiny generated datasets in the real CSV/HDF5 formats (never real X-rays)."""
+"""Shared fixtures: tiny generated datasets in the real CSV/HDF5 formats (never real X-rays), and the device the
+tests run on.
+
+MEDSELECT_TEST_DEVICE (default cpu) chooses it: with cpu, a machine's GPU is hidden from every test (commands
+run without --device take the CPU, also in subprocesses); with cuda, commands run without --device take the
+GPU, and tests that build tensors themselves put them on the ``test_device`` fixture's device.
+"""
 import os
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from data.synthetic import synthetic_centres, synthetic_split, write_pair  # noqa: E402
+
+TEST_DEVICE = os.environ.get("MEDSELECT_TEST_DEVICE", "cpu")
+
+
+def pytest_configure(config):
+    if TEST_DEVICE not in ("cpu", "cuda"):
+        pytest.exit(f"MEDSELECT_TEST_DEVICE={TEST_DEVICE}: use cpu (the default) or cuda", returncode=4)
+    if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+        pytest.exit("MEDSELECT_TEST_DEVICE=cuda, but CUDA is not available on this machine", returncode=4)
+
+
+@pytest.fixture(autouse=True)
+def _only_the_test_device(monkeypatch):
+    """With MEDSELECT_TEST_DEVICE=cpu no test picks a GPU by itself: torch reports none, here and in the
+    commands a test starts as subprocesses."""
+    if TEST_DEVICE == "cpu":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def test_device():
+    """The torch.device the device-relevant tests run on (MEDSELECT_TEST_DEVICE)."""
+    return torch.device(TEST_DEVICE)
+
 
 # A task shape small enough for CPU tests: pool 20 (10 positive), query 10 (5 positive).
 TINY_SETTINGS = ["UNLABELED_POOL_SIZE=20", "QUERY_SET_SIZE=10", "K=4", "BATCH_SIZE=4",

@@ -61,8 +61,11 @@ def test_overrides_are_type_checked():
     assert config["K"] == 10 and config["USE_ASL"] is True and config["LEARNING_RATE"] == 1e-3
     assert config["HOLD_OUT"] == ["Edema", "Atelectasis"] and isinstance(config["UNLABELED_POS_FRAC"], float)
     assert default_config()["K"] == 20  # the defaults are untouched
-    for bad, message in [("K=1.5", "expected a int"), ("USE_ASL=maybe", "True or False"),
-                         ("LEARNING_RATE=fast", "expected a float"), ("K", "NAME=VALUE"),
+    for bad, message in [("K=1.5", "--set K: expected an integer, got '1.5'"), ("USE_ASL=maybe", "True or False"),
+                         ("LEARNING_RATE=fast", "--set LEARNING_RATE: expected a number, got 'fast'"),
+                         ("LEARNING_RATE=1e400", r"--set LEARNING_RATE: expected a finite number, got '1e400' \(read "
+                                                 r"as inf\)"),
+                         ("LEARNING_RATE=-1e400", "expected a finite number"), ("K", "NAME=VALUE"),
                          ("K=0", "K must be at least 1"), ("UNLABELED_POOL_SIZE=1", "at least 2"),
                          ("K=2000", "larger than UNLABELED_POOL_SIZE")]:
         with pytest.raises(UserError, match=message):

@@ -13,8 +13,9 @@ def no_cuda(monkeypatch):
 
 @pytest.fixture
 def with_cuda(monkeypatch):
-    """A machine that reports a GPU (torch.device('cuda', n) needs none to exist); cuDNN flags restored after."""
+    """A machine that reports four GPUs (torch.device('cuda', n) needs none to exist); cuDNN flags restored after."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
 
 
@@ -44,6 +45,37 @@ def test_a_bare_cuda_is_numbered_only_under_a_local_rank(with_cuda):
     assert resolve_device(None, local_rank=2) == torch.device("cuda", 2)
     assert resolve_device("cuda:1", local_rank=3) == torch.device("cuda", 1)  # an explicit index wins
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_a_gpu_number_the_machine_lacks_is_one_line(with_cuda):
+    assert resolve_device("cuda:3") == torch.device("cuda", 3)
+    with pytest.raises(UserError, match=r"^--device cuda:4: this machine has 4 GPU\(s\), cuda:0 to cuda:3$"):
+        resolve_device("cuda:4")
+    assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 3)
+    with pytest.raises(UserError, match=r"^LOCAL_RANK 4: this process would use cuda:4, but this machine has 4 "
+                                        r"GPU\(s\); start at most 4 process\(es\) per machine"):
+        resolve_device(None, local_rank=4)
+
+
+def test_torchrun_refuses_an_explicit_gpu_number_and_a_rank_beyond_the_gpus(with_cuda, monkeypatch):
+    """Every process of a launch given --device cuda:0 would share GPU 0: refused before any process group."""
+    from utils.distributed import Ranks
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda **kwargs: pytest.fail("a process group was started"))
+    with pytest.raises(UserError, match=r"^--device cuda:0: under torchrun every process takes its own GPU, "
+                                        r"cuda:LOCAL_RANK; pass --device cuda"):
+        Ranks.from_environment("cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    with pytest.raises(UserError, match=r"^LOCAL_RANK 5: .* this machine has 4 GPU"):
+        Ranks.from_environment(None)
+    # six processes on this machine: rank 0, whose GPU exists, says so as well
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "6")
+    with pytest.raises(UserError, match=r"^torchrun started 6 processes on this machine, which has 4 GPU\(s\): "
+                                        r"pass --nproc_per_node 4 at most$"):
+        Ranks.from_environment("cuda")
 
 
 def test_benchmark_kernels_switches_cudnn_benchmarking_on_for_cuda_only(with_cuda):

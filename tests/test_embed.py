@@ -198,10 +198,15 @@ def test_two_processes_gloo_equal_one_process(r18, tmp_path):
 
 
 def test_damaged_partial_is_started_over(r18, tmp_path, capsys):
-    """A kill in the middle of an HDF5 write can leave an unreadable .partial: it is not trusted."""
+    """A kill in the middle of an HDF5 write can leave an unreadable .partial: it is not trusted. It is reported
+    as damaged (not as in use: h5py's 'truncated file ... sblock' message holds 'lock'), and --overwrite starts
+    over."""
     (tmp_path / "x.hdf5.partial").write_bytes(b"half-written HDF5 header")
-    code, err = embed(["-d", r18["csv"], "-o", tmp_path / "x.hdf5", "-c", r18["checkpoint"], "--batch_size", 2,
-                       "--num_workers", 0], capsys)
-    assert code == 0 and "unreadable" in err and "starting over" in err, err
+    argv = ["-d", r18["csv"], "-o", tmp_path / "x.hdf5", "-c", r18["checkpoint"], "--batch_size", 2, "--num_workers", 0]
+    code, err = embed(argv, capsys)
+    assert code == 2 and "unfinished file is damaged" in err and "pass --overwrite to start over" in err, err
+    assert "in use" not in err
+    code, err = embed([*argv, "--overwrite"], capsys)
+    assert code == 0 and "damaged (unreadable); starting over" in err, err
     assert read_hdf5(tmp_path / "x.hdf5")[0].tobytes() == r18["whole"].tobytes()
     assert os.listdir(tmp_path) == ["x.hdf5"]

@@ -98,3 +98,25 @@ def test_resume_refuses_to_mix_decoders(images, tmp_path, capsys, monkeypatch):
     code, err = embed(argv, capsys)
     assert code == 0 and "resuming an unfinished run at row 3" in err, err
     assert os.listdir(tmp_path) == ["x.hdf5"]
+
+
+def test_resume_refuses_rows_decoded_on_a_gpu_after_the_cpu(images, tmp_path, capsys, monkeypatch):
+    """--decoder torchvision resumed where the other device decoded the first rows: refused, one line. The GPU
+    pipeline (nvjpeg, float resize) is stood in for by the batch-decoding pipeline, which runs on the CPU too."""
+    import models.encoders.moco as moco
+    from data.images import PREPROCESSING_TORCHVISION_GPU, MocoDeviceDecodePipeline
+    argv = ["-d", images["csv"], "-o", tmp_path / "x.hdf5", "-c", images["checkpoint"], "--batch_size", 3,
+            "--num_workers", 0, "--decoder", "torchvision", "--device", "cpu"]
+    interrupt_after_writes(monkeypatch)
+    assert embed(argv, capsys)[0] == 130
+    monkeypatch.undo()
+    partial = tmp_path / "x.hdf5.partial"
+    with h5py.File(partial, "r") as f:
+        assert f.attrs["decoded_on"] == "cpu" and "nvjpeg" not in f.attrs["preprocessing"]
+    before = partial.read_bytes()
+    monkeypatch.setattr(moco, "moco_pipeline", lambda decoder, device: MocoDeviceDecodePipeline())
+    code, err = embed(argv, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "different preprocessing, decoding device (cpu there, cuda here" in err, err
+    assert partial.read_bytes() == before
+    assert "nvjpeg" in PREPROCESSING_TORCHVISION_GPU and "float32" in PREPROCESSING_TORCHVISION_GPU

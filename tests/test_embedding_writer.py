@@ -1,4 +1,5 @@
 """data/embedding_writer.py: resuming an unfinished OUTPUT.partial (hand-written files), and whole files in one go."""
+import hashlib
 import os
 
 import h5py
@@ -10,7 +11,7 @@ from utils.errors import UserError
 
 ATTRS = {"csv_rows": 6, "csv_path_sha256": "ab12", "encoder": "moco", "model": "resnet18", "weights": "w.pth.tar",
          "weights_sha256": "cd34", "precision": "fp32", "decoder": "pil", "preprocessing": "resize 320",
-         "embedding_dim": 3}
+         "decoded_on": "cpu", "embedding_dim": 3}
 
 
 def write_partial(path, attrs, rows_done, shape=(6, 3)):
@@ -43,6 +44,21 @@ def test_a_partial_of_other_inputs_is_refused_or_discarded_with_overwrite(tmp_pa
     assert not partial.exists()
 
 
+def test_a_partial_decoded_on_another_device_is_refused(tmp_path):
+    """--decoder torchvision decodes with nvjpeg and resizes in float on a GPU: its rows never join CPU-decoded ones."""
+    partial = tmp_path / "x.hdf5.partial"
+    torchvision = {**ATTRS, "decoder": "torchvision"}
+    write_partial(partial, {**torchvision, "decoded_on": "cuda"}, rows_done=4)
+    with pytest.raises(UserError, match=r"made with a different decoding device \(cuda there, cpu here; "):
+        resume_position(str(tmp_path / "x.hdf5"), torchvision, overwrite=False)
+    # Before the device was recorded: a torchvision .partial may be either, a PIL one was decoded on the CPU.
+    write_partial(partial, {k: v for k, v in torchvision.items() if k != "decoded_on"}, rows_done=4)
+    with pytest.raises(UserError, match=r"decoding device \(not recorded there, cpu here"):
+        resume_position(str(tmp_path / "x.hdf5"), torchvision, overwrite=False)
+    write_partial(partial, {k: v for k, v in ATTRS.items() if k != "decoded_on"}, rows_done=4)
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False) == 4
+
+
 def test_a_partial_of_another_shape_is_not_resumed(tmp_path):
     write_partial(tmp_path / "x.hdf5.partial", ATTRS, rows_done=4, shape=(6, 5))
     with pytest.raises(UserError, match="made with a different dataset shape"):
@@ -64,6 +80,22 @@ def test_the_writer_stores_rows_in_order_and_renames_when_complete(tmp_path):
     with h5py.File(output, "r") as f:
         assert f["dataset"][...].tobytes() == embeddings.tobytes()
         assert f.attrs["complete"] and f.attrs["rows_done"] == 6 and f.attrs["decoder"] == "pil"
+        # the completion record covers the rows of the interrupted run too
+        assert f.attrs["rows_written"] == 6
+        assert f.attrs["rows_sha256"] == hashlib.sha256(embeddings.tobytes()).hexdigest()
+
+
+def test_a_truncated_partial_is_reported_as_damaged_not_in_use(tmp_path):
+    """h5py's message for a truncated file ('... sblock ...') holds the word 'lock'; it is no lock."""
+    partial = tmp_path / "x.hdf5.partial"
+    write_partial(partial, ATTRS, rows_done=4, shape=(600, 3))
+    partial.write_bytes(partial.read_bytes()[:1000])
+    with pytest.raises(UserError, match=r"x\.hdf5\.partial: unfinished file is damaged and cannot be resumed .*; "
+                                        r"pass --overwrite to start over, or delete it"):
+        resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=False)
+    assert partial.exists()
+    assert resume_position(str(tmp_path / "x.hdf5"), ATTRS, overwrite=True) == 0
+    assert not partial.exists()
 
 
 def test_write_embeddings_gives_exactly_the_array_and_the_attributes(tmp_path):
@@ -72,7 +104,9 @@ def test_write_embeddings_gives_exactly_the_array_and_the_attributes(tmp_path):
     with h5py.File(tmp_path / "e.hdf5", "r") as f:
         assert list(f) == ["dataset"] and f["dataset"].dtype == np.float32
         assert f["dataset"][...].tobytes() == embeddings.tobytes()
-        assert dict(f.attrs) == {"note": "synthetic"}
+        # the completion record: rows and the SHA-256 of their bytes (computed here with hashlib)
+        assert dict(f.attrs) == {"note": "synthetic", "rows_written": 5,
+                                 "rows_sha256": hashlib.sha256(embeddings.tobytes()).hexdigest()}
     assert os.listdir(tmp_path) == ["e.hdf5"]
 
 

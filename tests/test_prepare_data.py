@@ -234,13 +234,30 @@ def test_official_split_without_validation_and_bad_split_names(tmp_path, capsys)
 
 def test_no_patient_warns_and_counts_no_patients(tmp_path, capsys):
     csv = write_pneumonia(tmp_path / "pneumonia.csv")
+    warning = "--no_patient: X-rays are split one by one, so images of one patient may land in different splits"
+    code, _, err = run(["--train_csv", csv, "--no_patient", *PNEUMONIA_ONLY, *OWN_TASK, "--val_frac", 0.3,
+                        "--test_frac", 0.3, "--seed", 1, "--out", tmp_path / "drawn"], capsys)
+    assert code == 0, err
+    assert warning in err  # the split is drawn X-ray by X-ray
     code, _, err = run(["--train_csv", csv, "--no_patient", "--split_column", "split", *PNEUMONIA_ONLY, *OWN_TASK,
                         "--out", tmp_path / "out"], capsys)
     assert code == 0, err
-    assert "--no_patient: X-rays are split one by one, so images of one patient may land in different splits" in err
+    assert "--no_patient" not in err  # the dataset's own split is kept: nothing is drawn X-ray by X-ray
     counts = pd.read_csv(tmp_path / "out" / "counts.csv", index_col=0)
     assert "patients" not in counts.index and counts.loc["positive X-rays"].tolist() == [6, 3, 3]
-    assert json.loads((tmp_path / "out" / "prepare_data.json").read_text())["patient"] == "none"
+    record = json.loads((tmp_path / "out" / "prepare_data.json").read_text())
+    assert record["patient"] == "none"
+    assert record["val_frac"] is None  # the official split's validation part was used, not a fraction
+
+
+def test_repeated_paths_are_refused(tmp_path, capsys):
+    frame = pneumonia_rows()
+    repeated = pd.concat([frame, frame.iloc[[1, 4]], frame.iloc[[1]]], ignore_index=True)
+    repeated.to_csv(tmp_path / "repeated.csv", index=False)
+    err = assert_refused(["--train_csv", tmp_path / "repeated.csv", "--patient_column", "PatientID", "--split_column",
+                          "split", *PNEUMONIA_ONLY, *OWN_TASK, "--out", tmp_path / "out"], capsys, tmp_path,
+                         "3 row(s) repeat a Path listed before", repr(frame["Path"][1]))
+    assert "repeated.csv" in err
 
 
 def test_settings_line_keeps_conditions_with_enough_positives(tmp_path, capsys):

@@ -256,7 +256,7 @@ def test_resume_refuses_checkpoint_of_another_input_size(tiny_data, tmp_path, ca
     torch.save(checkpoint, last)
     args = list(tiny_data)
     for split in ("train", "val"):
-        pos, norm = write_tiny_split(tmp_path / "d6", split, dim=6)
+        pos, norm = write_tiny_split(tmp_path / "d6", split, dim=6, seed={"train": 1, "val": 2}[split])
         args = replace_arg(replace_arg(args, f"--{split}_pos_csv", pos), f"--{split}_norm_csv", norm)
     with pytest.raises(SystemExit):
         run_cli(run_selector.main, [*args, "--out", str(tmp_path / "run"), "--resume", str(last)])
@@ -276,7 +276,8 @@ def test_existing_run_is_not_overwritten(tiny_data, tmp_path, capsys):
 
 def test_non_finite_loss_stops_with_a_clear_message(tiny_data, tmp_path, monkeypatch, capsys):
     from models.lstm_selector import LSTMSelector
-    diverged = lambda self, pool: self.linear(torch.zeros(*pool.shape[:2], 512)).squeeze(-1) * float("nan")  # noqa
+    diverged = lambda self, pool: self.linear(  # noqa: E731
+        torch.zeros(*pool.shape[:2], 512, device=pool.device)).squeeze(-1) * float("nan")  # on the run's device
     monkeypatch.setattr(LSTMSelector, "forward", diverged)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(run_selector.main, [*tiny_data, "--out", str(tmp_path / "run"), *settings()])

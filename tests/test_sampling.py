@@ -7,12 +7,12 @@ import itertools
 from engine import distinct_sample_selection, random_selection, sample_selection, top_k_selection
 
 
-def test_log_prob_equals_torch_multinomial():
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(6, 15, requires_grad=True)
+def test_log_prob_equals_torch_multinomial(test_device):
+    generator = torch.Generator(device=test_device).manual_seed(0)
+    logits = torch.randn(6, 15, device=test_device, requires_grad=True)
     idx, log_prob = sample_selection(logits, 7, generator)
-    assert idx.shape == (6, 7)
-    counts = torch.zeros(6, 15).scatter_add_(1, idx, torch.ones(6, 7))
+    assert idx.shape == (6, 7) and log_prob.device == logits.device
+    counts = torch.zeros(6, 15, device=test_device).scatter_add_(1, idx, torch.ones(6, 7, device=test_device))
     expected = torch.distributions.Multinomial(total_count=7, logits=logits).log_prob(counts)
     torch.testing.assert_close(log_prob, expected, rtol=1e-5, atol=1e-5)
     # The gradient of the log-probability is that of the reference too.

@@ -24,7 +24,7 @@ from utils.seeding import BASELINE_SELECTION
 
 SEED = 0
 # 30 steps per epoch, one validation at the end of each of 4 epochs; a learning rate high enough that the
-# selections change between validations; 40 validation tasks so that the modes' best rows differ.
+# selections change between validations.
 SETTINGS = [*TINY_SETTINGS, "NUM_META_TRAIN_TASKS=120", "NUM_EPOCHS=4", "LEARNING_RATE=1e-2",
             "NUM_META_TEST_TASKS=40", "BEST_CHECKPOINT_BY=topk"]
 
@@ -111,20 +111,54 @@ def test_random_baseline_is_the_same_at_every_validation(run):
     assert len({row["val_random_auroc"] for row in run["rows"]}) == 1
 
 
-def test_topk_setting_picks_the_checkpoint_with_the_best_topk_auroc(run):
-    rows, out = run["rows"], run["out"]
-    topk = [float(r["val_topk_auroc"]) for r in rows]
-    sample = [float(r["val_auroc"]) for r in rows]
-    best = int(np.argmax(topk))
-    assert best != int(np.argmax(sample)), "the test needs a run whose two modes' best rows differ"
-    best_name = f"model_epoch{rows[best]['epoch']}_iter{rows[best]['iter']}"
+# Given meta-validation scores (one row per validation, at the end of each 30-step epoch): the two modes' best rows differ by construction, whatever
+# path the training takes on this machine. topk's records are rows 0, 1 and 3 (0.50 < 0.70 < 0.71); sample's best
+# is row 0.
+GIVEN_SAMPLE = [0.60, 0.50, 0.55, 0.52]
+GIVEN_TOPK = [0.50, 0.70, 0.60, 0.71]
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory):
+    """A short topk run whose validations return GIVEN_SAMPLE / GIVEN_TOPK (run_selector's evaluate_selector
+    replaced), so that the checkpoint choice rests on those numbers alone."""
+    folder = tmp_path_factory.mktemp("scripted")
+    train_pos, train_norm = write_tiny_split(folder / "data", "train", seed=1)
+    val_pos, val_norm = write_tiny_split(folder / "data", "val", seed=2)
+    out = folder / "run"
+    calls = []
+
+    def given_scores(selector, classifier, table, task_set, k, batch_size, generator, modes):
+        row = len(calls)
+        calls.append(row)
+        return {"sample": np.full(len(task_set), GIVEN_SAMPLE[row]), "topk": np.full(len(task_set), GIVEN_TOPK[row])}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_selector, "evaluate_selector", given_scores)
+        code = run_selector.main(["--train_pos_csv", train_pos, "--train_norm_csv", train_norm, "--val_pos_csv",
+                                  val_pos, "--val_norm_csv", val_norm, "--out", str(out), "--seed", str(SEED),
+                                  *[a for s in [*TINY_SETTINGS, "NUM_META_TRAIN_TASKS=120", "NUM_EPOCHS=4",
+                                                "BEST_CHECKPOINT_BY=topk"] for a in ("--set", s)]])
+    assert code == 0 and len(calls) == 4
+    with open(out / "metrics.csv") as f:
+        return {"out": out, "rows": list(csv.DictReader(f))}
+
+
+def test_topk_setting_picks_the_checkpoint_with_the_best_topk_auroc(scripted_run):
+    rows, out = scripted_run["rows"], scripted_run["out"]
+    assert [float(r["val_topk_auroc"]) for r in rows] == pytest.approx(GIVEN_TOPK, abs=1e-12)
+    assert [float(r["val_auroc"]) for r in rows] == pytest.approx(GIVEN_SAMPLE, abs=1e-12)
+    best_name = f"model_epoch{rows[3]['epoch']}_iter{rows[3]['iter']}"  # row 3: topk 0.71, not sample's row 0
     assert rows[-1]["best_checkpoint"] == best_name
-    assert float(rows[-1]["best_val_auroc"]) == max(topk)
-    # A checkpoint is saved exactly when the topk AUROC beats every earlier one.
-    records = [i for i in range(len(rows)) if all(topk[i] > t for t in topk[:i])]
-    assert [i for i, r in enumerate(rows) if r["saved"]] == records
+    assert float(rows[-1]["best_val_auroc"]) == pytest.approx(0.71, abs=1e-12)
+    # A checkpoint is saved exactly when the topk AUROC beats every earlier one: rows 0, 1 and 3.
+    assert [i for i, r in enumerate(rows) if r["saved"]] == [0, 1, 3]
     best_pt, named = torch.load(out / "best.pt", weights_only=False), torch.load(out / best_name, weights_only=False)
     assert all(torch.equal(best_pt["model_state_dict"][k], v) for k, v in named["model_state_dict"].items())
+    assert (named["val_topk_auroc"], named["val_auroc"]) == pytest.approx((0.71, 0.52), abs=1e-12)
+    # the weights differ from the first record's: best.pt is the last record, not the first checkpoint saved
+    first = torch.load(out / f"model_epoch{rows[0]['epoch']}_iter{rows[0]['iter']}", weights_only=False)
+    assert not all(torch.equal(first["model_state_dict"][k], v) for k, v in named["model_state_dict"].items())
     assert named["config"]["BEST_CHECKPOINT_BY"] == "topk"
     with open(out / "config.json") as f:
         assert '"BEST_CHECKPOINT_BY": "topk"' in f.read()

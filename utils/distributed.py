@@ -19,7 +19,17 @@ class Ranks:
     def from_environment(cls, device_name):
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         device = resolve_device(device_name, local_rank)  # a bare "cuda" is this process's GPU
+        if device.type == "cuda" and local_processes > torch.cuda.device_count():
+            # every process says so (not only those whose LOCAL_RANK has no GPU), before any process group
+            raise UserError(f"torchrun started {local_processes} processes on this machine, which has "
+                            f"{torch.cuda.device_count()} GPU(s): pass --nproc_per_node "
+                            f"{torch.cuda.device_count()} at most")
+        if world_size > 1 and device.type == "cuda" and device_name and torch.device(device_name).index is not None:
+            # every process would take the same GPU and NCCL would hang or fail: one line instead
+            raise UserError(f"--device {device_name}: under torchrun every process takes its own GPU, "
+                            "cuda:LOCAL_RANK; pass --device cuda (or no --device)")
         if world_size == 1:
             return cls(0, 1, device)
         if device.type == "cuda":

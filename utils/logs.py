@@ -28,6 +28,32 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=getattr(sys, self.stream_name))
 
 
+class _RunLogHandler(logging.FileHandler):
+    """The run log file. A line that cannot be written (a full disk) stops the file, with one warning on
+    stderr, instead of logging's traceback at every later line; the console keeps every line."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.failed = False
+
+    def emit(self, record):
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record):
+        self.failed = True
+        problem = sys.exc_info()[1]
+        text = getattr(problem, "strerror", None) or str(problem).strip().splitlines()[0]
+        tqdm.write(f"warning: {self.baseFilename}: cannot write the run log ({text}); later lines only go to the "
+                   "screen", file=sys.stderr)
+
+    def close(self):
+        try:
+            super().close()
+        except OSError:  # closing flushes what a full disk refused
+            pass
+
+
 def setup_logging(log_file=None):
     """Log INFO and above to stderr (the original's lines to stdout), and to ``log_file`` when given."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -41,7 +67,7 @@ def setup_logging(log_file=None):
         console.addFilter(wanted)
         logger.addHandler(console)
     if log_file:
-        file_handler = logging.FileHandler(log_file)
+        file_handler = _RunLogHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
     logger.propagate = False

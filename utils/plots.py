@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
 from utils.config import BEST_CHECKPOINT_COLUMNS  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.output_location import check_output_file  # noqa: E402
 
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "training_curves.png"
@@ -46,9 +47,12 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    figure = training_curves(read_metrics(os.path.join(args.run_dir, METRICS_FILE)),
-                             best_by=read_best_checkpoint_by(args.run_dir))
     out = args.out or os.path.join(args.run_dir, CURVES_FILE)
+    metrics = read_metrics(os.path.join(args.run_dir, METRICS_FILE))
+    # never one of the run's files (--out DIR/metrics.csv), a folder, or a place that cannot be written
+    check_output_file(out, "--out", {"DIR": ("run folder", args.run_dir)}, overwrite=True, kind="a PNG file name",
+                      folder_must_exist=True)
+    figure = training_curves(metrics, best_by=read_best_checkpoint_by(args.run_dir))
     save_png(figure, out)
     print(f"wrote {out}")
     return 0

@@ -19,6 +19,13 @@ def torch_generator(seed, purpose, device="cpu"):
     return torch.Generator(device=device).manual_seed(derived_seed(seed, purpose))
 
 
+def resumed_torch_generator(seed, purpose, step, device="cpu"):
+    """A generator for ``purpose`` from ``step`` on, for a run resumed on another device type, whose saved
+    generator state cannot be set (a CUDA state is not a CPU one): seeded by the seed, purpose and step."""
+    seed_63 = int(np.random.SeedSequence([seed, purpose, step]).generate_state(1, dtype=np.uint64)[0]) >> 1
+    return torch.Generator(device=device).manual_seed(seed_63)
+
+
 def seed_everything(seed):
     """Seed torch's global generator (model initialisation); NumPy's global one is never used."""
     torch.manual_seed(seed)

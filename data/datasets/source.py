@@ -34,6 +34,7 @@ class Source:
     name_map: dict = field(default_factory=dict)  # the source's finding name -> its column here
     name_map_lines: list = field(default_factory=list)  # the name map as printed for the user
     image_hint: str = ""  # where the images are expected, for the message about missing ones
+    skipped: pd.DataFrame | None = None  # files found but not read (Path, reason): DICOM folders, written out
 
 
 def find_file(folder, names, what):

@@ -12,13 +12,19 @@ from the file (a classifier head in the file is dropped), so a file made for
 another architecture stops the run instead of leaving random weights in place.
 """
 import os
+import socket
+import urllib.parse
 
 import torch
 
 from data.images import DECODED, ImagePipeline
 from models.encoders import Encoder, import_optional
 from utils.errors import UserError
+from utils.torch_files import unreadable_reason
 
+HUB_ENDPOINT = "https://huggingface.co"  # huggingface_hub's default; HF_ENDPOINT replaces it
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the files timm's hub loader reads
+HUB_TIMEOUT_S = 10  # to wait for the hub before saying it cannot be reached
 HUB_PREFIX = "hf-hub:"  # --weights hf-hub:ORG/NAME: a Hugging Face hub repository, as timm names them
 KEYS_SHOWN = 3  # parameter names quoted in an error message
 
@@ -47,6 +53,7 @@ def read_weights(timm, weights):
     """(state dict, local file or None) for --weights: a file, or hf-hub:ORG/NAME downloaded by timm."""
     if weights.startswith(HUB_PREFIX):
         hub_id = weights[len(HUB_PREFIX):]
+        check_hub_reachable(weights)
         try:
             return timm.models.load_state_dict_from_hf(hub_id), None
         except Exception as err:  # no network, no such repository, no weights file in it: many kinds
@@ -61,8 +68,32 @@ def read_weights(timm, weights):
         # 'model'), .safetensors too, with any 'module.' prefix of multi-GPU training removed.
         return timm.models.load_state_dict(weights), weights
     except Exception as err:  # torch.load and safetensors raise many kinds for a foreign file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"--weights {weights}: not a readable weights file ({reason})") from None
+        raise UserError(f"--weights {weights}: not a readable weights file ({unreadable_reason(weights, err)})") \
+            from None
+
+
+def check_hub_reachable(weights):
+    """Refuse at once, when the Hugging Face hub cannot be reached, what huggingface_hub would otherwise retry
+    for about a minute before failing. Offline mode (HF_HUB_OFFLINE=1) and weights already in the local cache
+    (which huggingface_hub falls back to) are left alone."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or _in_hub_cache(weights):
+        return
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT).hostname
+    try:
+        socket.create_connection((host, 443), timeout=HUB_TIMEOUT_S).close()
+    except OSError as err:
+        raise UserError(f"--weights {weights}: cannot reach {host} ({err.strerror or err}); without internet, "
+                        "download the weights file elsewhere and give it as --weights FILE, or set "
+                        "HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache") from None
+
+
+def _in_hub_cache(weights):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    hub_id = weights[len(HUB_PREFIX):]
+    return any(isinstance(try_to_load_from_cache(hub_id, name), str) for name in HUB_WEIGHT_FILES)
 
 
 def load_backbone_weights(model, state, source, model_name):

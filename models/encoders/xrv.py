@@ -41,6 +41,10 @@ def load(weights, weights_dir=None):
         url = xrv.models.model_urls[name]["weights_url"]
         folder = weights_dir or xrv.utils.get_cache_dir()
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        cached = os.path.join(folder, os.path.basename(url))
+        if os.path.isfile(cached):  # the download is there: the file is what fails (an interrupted download?)
+            raise UserError(f"--weights {name}: the cached file {cached} cannot be read ({reason}); it is probably "
+                            "damaged (an interrupted download): delete it to download it again") from None
         raise UserError(f"--weights {name}: cannot load torchxrayvision's weights ({reason}); without internet, "
                         f"download {url} into {folder}") from None
     library_model.eval()
