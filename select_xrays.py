@@ -12,7 +12,8 @@ import logging
 from medselect.output import write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
-from utils.errors import run_cli
+from utils.errors import UserError, run_cli
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.output_location import check_output_file
 
@@ -22,7 +23,7 @@ log = logging.getLogger(LOGGER_NAME)
 def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Choose the K X-rays of a pool that a radiologist should label first.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--pool_csv", required=True,
                         help="CSV of unlabeled X-rays (column Path); embeddings in the .hdf5 of the same name "
                              "beside it")
@@ -54,8 +55,20 @@ def get_args_parser():
     return parser
 
 
+# The options that shape the trained selector's choice: meaningless with a label-free --method.
+SELECTOR_ONLY = ("selection", "large_pool")
+
+
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    parser.set_defaults(**dict.fromkeys(SELECTOR_ONLY))  # None: not given (the documented defaults apply below)
+    args = parser.parse_args(argv)
+    given = [name for name in SELECTOR_ONLY if getattr(args, name) is not None]
+    if args.method != MEDSELECT and given:
+        raise UserError(f"--{given[0]} applies to --method {MEDSELECT} only (the trained selector's choice); "
+                        f"--method {args.method} does not use it: leave it out")
+    args.selection = args.selection or DEFAULT_SELECTION
+    args.large_pool = args.large_pool or DEFAULT_LARGE_POOL
     setup_logging()
     check_output_file(args.out, "--out", {"--pool_csv": ("pool", args.pool_csv), "--exclude": ("exclude", args.exclude),
                                           "--checkpoint": ("checkpoint", args.checkpoint)}, overwrite=args.overwrite)

@@ -6,10 +6,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.synthetic import SYNTHETIC_NOTE, write_synthetic_dataset  # noqa: E402
+from utils.help_format import DefaultsHelpFormatter  # noqa: E402
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--out", default="demo_data", help="output folder")
     parser.add_argument("--positives", type=int, default=2000, help="positive X-rays per split")
     parser.add_argument("--normals", type=int, default=1200, help="normal X-rays per split")
