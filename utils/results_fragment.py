@@ -7,6 +7,8 @@ from. A docs page holds a copy of it between ``<!-- results: NAME.md -->`` and `
 fails when a copy differs from its fragment. Fragments are written only when asked (``--docs_fragment``
 or ``--docs_results``), so that a user's own runs never change the repository's docs.
 """
+import contextlib
+import io
 import os
 import platform
 import shlex
@@ -59,3 +61,26 @@ def write_fragment(path, body, command, machine):
     os.makedirs(folder, exist_ok=True)
     atomic_write_text(fragment_text(body, command, machine), path)
     print(f"docs fragment written: {path} (copy it into the docs with: make docs-numbers)")
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stdout and keeps a copy."""
+
+    def __init__(self, stream):
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text):
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def recorded_stdout():
+    """Print as usual, and keep what was printed: ``with recorded_stdout() as record: ...; record.getvalue()``.
+    For a benchmark whose printed report is the fragment."""
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        yield tee.copy
