@@ -122,8 +122,8 @@ def main(argv=None):
     print(report)
     if args.docs_fragment:
         minutes, seconds = divmod(round(time.time() - run_started), 60)
-        write_fragment(args.docs_fragment, report + f"\nThe whole run (data, training, {len(multiples)} pool sizes) took "
-                       f"{minutes} min {seconds} s.", command_line("bench/large_pool_strategy.py", argv),
+        took = f"The whole run (data, training, {len(multiples)} pool sizes) took {minutes} min {seconds} s."
+        write_fragment(args.docs_fragment, f"{report}\n{took}", command_line("bench/large_pool_strategy.py", argv),
                        machine_description())
 
 

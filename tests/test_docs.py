@@ -34,6 +34,7 @@ def page_commands():
     for page in PAGES:
         text = page_text(page)
         commands = [c for _, code, _ in bash_blocks(text) for c in command_lines(code)] + table_commands(text)
+        commands = [c for c in commands if not c.split()[1].startswith("/")]  # a user's own script, not ours
         found += [(os.path.basename(page), c) for c in dict.fromkeys(commands)]
     return found
 

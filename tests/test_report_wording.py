@@ -143,4 +143,4 @@ def test_readme_and_changes_agree_on_the_path_column():
             paragraphs = f.read().split("\n\n")
         claims = [p for p in paragraphs if "unchanged" in p and "original" in p]
         assert claims, page
-        assert all("`Path`" in p for p in claims), f"{page} says the original's files work unchanged without the Path column"
+        assert all("`Path`" in p for p in claims), f"{page}: the original's files 'unchanged', the Path column unsaid"

@@ -23,8 +23,10 @@ OTHER_MACHINES = "on other machines the numbers may differ in the last digits"
 
 
 def machine_description(device="cpu"):
-    """'2 CPU cores (AMD EPYC 7B13), torch 2.14.1' and the GPU's name when ``device`` is one."""
-    text = f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__}"
+    """'2 CPU cores (AMD EPYC 7B13), torch 2.14.1 with 2 threads, load average 1.2' and the GPU's name when
+    ``device`` is one. The load average (1 minute, when the fragment is written): a shared machine is slower."""
+    text = (f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__} with {torch.get_num_threads()} "
+            f"thread(s), load average {os.getloadavg()[0]:.1f}")
     if torch.device(device).type == "cuda":
         text += f", GPU {torch.cuda.get_device_name(torch.device(device))}"
     return text
