@@ -8,14 +8,18 @@ its query AUROC. Conditions seen in meta-training (NON_HOLD_OUT) and held out (H
 separate groups of tasks. DIR receives results.md / .csv / .json (mean AUROC with a 95%
 bootstrap CI per method x condition and group, and each MedSelect variant's paired difference to
 every other method), per_task.csv, auroc_by_condition.png and, with --analysis,
-selection_analysis.csv/.png. Nothing is written until everything is computed; DIR is locked
+selection_analysis.csv/.png. Two reference rows (kind 'reference', not methods to run) come with
+every evaluation: all-pool-labels and best-of-random, the headroom they give and each method's share
+of it, and each method's fraction of positives among the selected X-rays (evaluation/references.py).
+Nothing is written until everything is computed; DIR is locked
 meanwhile, so a second evaluation into it is refused.
 
 MedSelect is evaluated as separate methods, because its selection mode changes the result:
 medselect-sample (K multinomial draws, as in training), medselect-topk (the K highest logits),
 medselect (the mode of --selection) and, when asked, medselect-sample-distinct (K distinct
 draws: select_xrays.py's 'sample') and medselect-untrained (the same architecture with the
-initial weights of the training run's seed: what training bought).
+initial weights of the training run's seed: what training bought; in each selection mode of the
+trained variants beside it, e.g. medselect-untrained-topk).
 
 Another dataset: the test CSVs may come from another dataset than the selector's training data;
 --condition_map renames the checkpoint's conditions to the test CSV's columns (each keeps its
@@ -38,9 +42,10 @@ from data.provenance import dataset_of, found_moved, is_transfer, provenance_lin
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SELECTION_MODES
 from evaluation import curves
-from evaluation.meta_test import (ALL_GROUPS, GROUPS, MEDSELECT_MODES, METHODS, OVERALL, RESULT_COLUMNS, UNTRAINED,
-                                  Evaluation, analyse_selections, evaluate_methods, load_selectors, meta_test_tasks,
-                                  selection_mode, summarize)
+from evaluation.meta_test import (ALL_GROUPS, GROUPS, MEDSELECT_MODES, METHODS, OVERALL, RESULT_COLUMNS,
+                                  UNTRAINED_VARIANTS, Evaluation, analyse_selections, evaluate_methods, load_selectors,
+                                  meta_test_tasks, selection_mode, summarize, with_untrained_modes)
+from evaluation.references import REFERENCES, evaluate_references, with_references
 from evaluation.report import markdown_report, per_task_csv
 from evaluation.selection_analysis import QUANTITIES, read_demographics
 from models.baselines import BASELINE_METHODS
@@ -129,7 +134,7 @@ def main(argv=None):
 
 def compare_methods(args, on_exit):
     log = setup_logging()
-    methods = parse_methods(args.methods)
+    methods = with_untrained_modes(parse_methods(args.methods), args.selection)
     sweep = curves.parse_sweep(args.k, args.pos_frac)
     if sweep is not None and args.analysis:
         raise UserError(f"--analysis compares the selections of one evaluation; run it without --{sweep.parameter}")
@@ -211,9 +216,13 @@ def compare_methods(args, on_exit):
         outcomes = evaluate_methods(methods, task_sets[shape], table, selectors, [c["K"] for _, c in shape_points],
                                     args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device,
                                     analysed, description)
+        # The reference rows (evaluation/references.py) on the same tasks: headroom, not methods to run.
+        outcomes = with_references(outcomes, evaluate_references(
+            task_sets[shape], table, [c["K"] for _, c in shape_points], args.batch_size or config["BATCH_SIZE"],
+            args.seed, device))
         for value, point_config in shape_points:
             outcome = outcomes[point_config["K"]]
-            rows = summarize(outcome, task_sets[shape], methods, args.bootstrap, bootstrap_seed)
+            rows = summarize(outcome, task_sets[shape], [*methods, *REFERENCES], args.bootstrap, bootstrap_seed)
             evaluations.append(Evaluation(value, point_config, task_sets[shape], outcome, rows))
     if sweep is None:
         report, files, figures, rows, analysis_rows = one_evaluation_results(
@@ -235,8 +244,9 @@ def compare_methods(args, on_exit):
                  "test_norm_csv": os.path.abspath(args.test_norm_csv)},
         **datasets, "condition_map": condition_map,
         "config": config, "seed": args.seed, "selection": args.selection, "methods": list(methods),
+        "references": list(REFERENCES),
         "selection_modes": {m: selection_mode(m, args.selection) for m in variants},
-        "untrained_seed": checkpoint_seed(checkpoint, args.seed) if UNTRAINED in variants else None,
+        "untrained_seed": checkpoint_seed(checkpoint, args.seed) if set(variants) & set(UNTRAINED_VARIANTS) else None,
         "conditions": groups, "num_tasks_per_group": num_tasks, "bootstrap_resamples": args.bootstrap,
         "device": str(device),
         "seconds_per_task": evaluations[0].outcome["seconds_per_task"] if sweep is None else
@@ -261,7 +271,7 @@ def one_evaluation_results(evaluation, methods, num_tasks, args, analysed, demog
     figures = {"auroc_by_condition.png": plots.auroc_bar_chart(
         rows, methods, f"query AUROC, K={config['K']}, {num_tasks} tasks per group")}
     files = {"results.csv": csv_text(rows, RESULT_COLUMNS),
-             "per_task.csv": per_task_csv([(None, outcome, task_sets)], methods)}
+             "per_task.csv": per_task_csv([(None, outcome, task_sets)], [*methods, *REFERENCES])}
     analysis_rows = None
     if analysed:
         analysis_rows, plotted, values = analyse_selections(outcome, task_sets, demographics, embeddings, analysed)
@@ -293,8 +303,8 @@ def curve_results(sweep, evaluations, methods, num_tasks, groups, args):
                                   f"{args.seed}",
         log_x=sweep.parameter == "k")}
     files = {"results.csv": csv_text(rows, (sweep.parameter, *RESULT_COLUMNS)),
-             "per_task.csv": per_task_csv([(e.value, e.outcome, e.task_sets) for e in evaluations], methods,
-                                          sweep.parameter)}
+             "per_task.csv": per_task_csv([(e.value, e.outcome, e.task_sets) for e in evaluations],
+                                          [*methods, *REFERENCES], sweep.parameter)}
     return report, files, figures, rows
 
 
@@ -312,10 +322,11 @@ def parse_methods(text):
 
 def analysed_methods(methods):
     """(the trained MedSelect variant, k-medoids) whose selections --analysis compares."""
-    trained = [m for m in methods if m in MEDSELECT_MODES and m != UNTRAINED]
+    trained = [m for m in methods if m in MEDSELECT_MODES and m not in UNTRAINED_VARIANTS]
     if not trained or ANALYSED_BASELINE not in methods:
         raise UserError(f"--analysis compares a trained MedSelect variant "
-                        f"({', '.join(m for m in MEDSELECT_MODES if m != UNTRAINED)}) with {ANALYSED_BASELINE}; "
+                        f"({', '.join(m for m in MEDSELECT_MODES if m not in UNTRAINED_VARIANTS)}) with "
+                        f"{ANALYSED_BASELINE}; "
                         "include both in --methods")
     return trained[0], ANALYSED_BASELINE
 

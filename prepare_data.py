@@ -31,6 +31,7 @@ from data.datasets import FORMATS, read_dataset
 from data.datasets.source import normalised_split
 from data.labels import POSITIVE, POSITIVE_VALUES, UNCERTAIN
 from data.tasks import TaskShape
+from data.validation_overlap import crowded_validation_warning
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import CONDITION_SETTINGS, apply_overrides, default_config, overridden_names
 from utils.errors import UserError, run_cli
@@ -157,6 +158,10 @@ def main(argv=None):
         print(line)
     print(counts.to_string())
     warn_small_conditions(counts, config)
+    crowded = crowded_validation_warning({c: int(counts.loc[c, "val"]) for c in non_hold_out},
+                                         int(counts.loc["normal X-rays", "val"]), shape, outputs["val_pos"])
+    if crowded:
+        log.warning("WARNING: %s", crowded)
     stale = [hdf5_path_for(p) for p in outputs.values() if os.path.exists(hdf5_path_for(p))]
     if stale:
         log.warning("%d HDF5 file(s) in %s were made from the previous CSVs (e.g. %s): remake them with "

@@ -5,8 +5,11 @@
 Each CSV has its embeddings in the HDF5 file beside it (same name, .hdf5). The run
 folder DIR receives config.json, train.log, metrics.csv (one row per
 meta-validation), last.pt (to --resume from), the best checkpoints
-model_epoch{E}_iter{I} and best.pt (the same file as the best of them). It is
-locked for the whole run, so a second run into it is refused.
+model_epoch{E}_iter{I} and best.pt (the same file as the best of them by
+BEST_CHECKPOINT_BY), and best_sample.pt / best_topk.pt (the best by each
+meta-validation mode; every checkpoint records both modes' scores against random
+selection, models/validation_record.py). It is locked for the whole run, so a
+second run into it is refused.
 """
 import argparse
 import contextlib
@@ -16,12 +19,14 @@ import math
 import os
 import time
 
+import numpy as np
 import torch
 
 from data.data_record import check_same_inputs, record_inputs
 from data.embedding_origin import check_same_encoder, known_origin
 from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
+from data.validation_overlap import crowded_validation_warning
 from data.xray_table import load_xray_table
 from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
                     train_step)
@@ -29,6 +34,7 @@ from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, che
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
 from models.lstm_selector import initial_selector
 from models.classifier import MeanSimilarityClassifier
+from models.validation_record import describe, no_gain_message, validation_record
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
 from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_config
 from utils.csv_text import csv_text
@@ -43,13 +49,19 @@ from utils.seeding import RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, seed
 
 LOG_EVERY = 5  # steps between log lines (as the original)
 VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
-RUN_FILES = (RUN_CONFIG, "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT)
+BEST_BY_MODE = {SAMPLE: "best_sample.pt", TOPK: "best_topk.pt"}  # the same file as the best checkpoint of each mode
+RUN_FILES = (RUN_CONFIG, "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT, *BEST_BY_MODE.values())
 ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept for the best checkpoints
 # val_auroc is the selector's in 'sample' mode (the original's meta-val AUROC), val_topk_auroc in 'topk' mode,
 # val_random_auroc that of K random X-rays on the same tasks; the differences are per-task means of AUROC - random.
 METRICS_COLUMNS = ("epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward",
                    "val_auroc", "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint",
-                   "val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random")
+                   "val_random_auroc", "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random",
+                   "val_diff_ci_low", "val_diff_ci_high", "val_topk_diff_ci_low", "val_topk_diff_ci_high",
+                   "best_sample_checkpoint", "best_topk_checkpoint")
+# The columns above of each mode's paired 95% interval of AUROC - random, and of its best checkpoint so far.
+MODE_COLUMNS = {SAMPLE: ("val_diff_ci_low", "val_diff_ci_high", "best_sample_checkpoint"),
+                TOPK: ("val_topk_diff_ci_low", "val_topk_diff_ci_high", "best_topk_checkpoint")}
 VALIDATION_MODES = (SAMPLE, TOPK)  # the selection modes of meta-validation, from one BiLSTM pass per batch
 DATA_ARGUMENTS = ("train_pos_csv", "train_norm_csv", "val_pos_csv", "val_norm_csv")
 
@@ -142,6 +154,10 @@ def meta_train(args, on_exit):
                  ", ".join(repr(c) for c in absent), args.train_pos_csv, args.val_pos_csv)
     log.info(train_table.describe_labels())
     log.info(val_table.describe_labels())
+    crowded = crowded_validation_warning({c: len(val_table.positive_rows[c]) for c in conditions},
+                                         val_table.num_normal_rows, shape, args.val_pos_csv)
+    if crowded:
+        log.warning("WARNING: %s", crowded)
     train_table.to(device)
     val_table.to(device)
     selector.to(device)
@@ -174,6 +190,7 @@ def meta_train(args, on_exit):
     log.info("done: best meta-val %s AUROC %.4f in %s (= %s); metrics in %s", config["BEST_CHECKPOINT_BY"],
              best["best_val_auroc"], os.path.join(args.out, BEST_CHECKPOINT), best["best_checkpoint"],
              os.path.join(args.out, "metrics.csv"))
+    run.report_verdict()
     return 0
 
 
@@ -195,12 +212,19 @@ class MetaTrainingRun:
         self.baseline_generator = torch_generator(seed, RANDOM_BASELINE, device)
         self.steps_per_epoch = math.ceil(config["NUM_META_TRAIN_TASKS"] / config["BATCH_SIZE"])
         # best_val_auroc: the best meta-val AUROC of the BEST_CHECKPOINT_BY mode so far
+        # best_by_mode: {mode: {'auroc', 'checkpoint', 'record': its validation record}} of each validation mode
         self.progress = {"epoch": 0, "iter": 0, "step": 0, "best_val_auroc": None, "best_checkpoint": None,
-                         "elapsed_s": 0.0, "metrics": [], "val_random_auroc": None}
+                         "elapsed_s": 0.0, "metrics": [], "val_random_auroc": None, "val_random_aurocs": None,
+                         "best_by_mode": {}}
         self._since_log, self._since_validation = [], []
 
     def restore(self, progress):
-        self.progress = {"val_random_auroc": None, **progress}  # a last.pt may predate the random baseline
+        # a last.pt may predate the random baseline and the best checkpoint of each mode
+        self.progress = {"val_random_auroc": None, "val_random_aurocs": None, "best_by_mode": {}, **progress}
+        primary = self.config["BEST_CHECKPOINT_BY"]
+        if primary not in self.progress["best_by_mode"] and self.progress["best_checkpoint"] is not None:
+            self.progress["best_by_mode"][primary] = {"auroc": self.progress["best_val_auroc"],
+                                                      "checkpoint": self.progress["best_checkpoint"], "record": None}
         self.selection_generator.set_state(progress["selection_generator"])
         self.baseline_generator.set_state(progress["baseline_generator"])
 
@@ -265,25 +289,44 @@ class MetaTrainingRun:
                                    self.config["BATCH_SIZE"], generator, modes=VALIDATION_MODES)
         sample_auroc, topk_auroc = float(aurocs[SAMPLE].mean()), float(aurocs[TOPK].mean())
         random_auroc = self._random_baseline_auroc()
+        # both modes against the same random draws, paired per task: stored in every checkpoint saved here
+        record = validation_record({mode: aurocs[mode] for mode in VALIDATION_MODES},
+                                   self.progress["val_random_aurocs"], self.seed)
         scores = {"val_auroc": sample_auroc, "val_random_auroc": random_auroc, "val_topk_auroc": topk_auroc,
                   "val_diff_vs_random": sample_auroc - random_auroc,
                   "val_topk_diff_vs_random": topk_auroc - random_auroc}
+        for mode, (low, high, _) in MODE_COLUMNS.items():
+            scores.update({low: record["modes"][mode]["diff_ci_low"], high: record["modes"][mode]["diff_ci_high"]})
         score = scores[BEST_CHECKPOINT_COLUMNS[self.config["BEST_CHECKPOINT_BY"]]]
         progress = self.progress
+        best_by_mode = progress["best_by_mode"]
+        improved = [mode for mode in VALIDATION_MODES if mode not in best_by_mode
+                    or record["modes"][mode]["auroc"] > best_by_mode[mode]["auroc"]]
         # On stdout, led by the original's lines 'Meta-val average AUROC: %.4f' and 'saving new best network!'.
         self.log.info("Meta-val average AUROC: %.4f | %d tasks; topk %.4f, random %.4f; minus random: sample %+.4f, "
                       "topk %+.4f", sample_auroc, len(self.val_tasks), topk_auroc, random_auroc,
                       scores["val_diff_vs_random"], scores["val_topk_diff_vs_random"], extra=ORIGINAL_LINE)
-        saved = ""
-        if progress["best_val_auroc"] is None or score > progress["best_val_auroc"]:
-            saved = f"model_epoch{epoch + 1}_iter{iteration}"
-            self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
-            save_checkpoint(os.path.join(self.out, saved), self.selector, self.optimizer, epoch + 1, self.config,
+        saved = ""  # as the original: the checkpoint saved because the BEST_CHECKPOINT_BY mode improved
+        name = f"model_epoch{epoch + 1}_iter{iteration}"
+        primary_improved = progress["best_val_auroc"] is None or score > progress["best_val_auroc"]
+        if primary_improved or improved:
+            if primary_improved:
+                saved = name
+                self.log.info("saving new best network! | %s", os.path.join(self.out, saved), extra=ORIGINAL_LINE)
+            others = [mode for mode in improved if mode != self.config["BEST_CHECKPOINT_BY"]]
+            if others:
+                self.log.info("new best meta-val %s AUROC: %s", " and ".join(others), os.path.join(self.out, name))
+            save_checkpoint(os.path.join(self.out, name), self.selector, self.optimizer, epoch + 1, self.config,
                             seed=self.seed, val_auroc=sample_auroc, val_topk_auroc=topk_auroc,
                             val_random_auroc=random_auroc, step=progress["step"],
-                            embedding_origin=self.embedding_origin, data=self.data_record)
-            progress.update(best_val_auroc=score, best_checkpoint=saved)
+                            embedding_origin=self.embedding_origin, data=self.data_record, validation=record)
+            if primary_improved:
+                progress.update(best_val_auroc=score, best_checkpoint=saved)
+            for mode in improved:
+                best_by_mode[mode] = {"auroc": record["modes"][mode]["auroc"], "checkpoint": name,
+                                      "record": record["modes"][mode]}
             self._link_best()
+        scores.update({MODE_COLUMNS[mode][2]: best_by_mode[mode]["checkpoint"] for mode in best_by_mode})
         train = _means(self._since_validation)
         self._since_validation = []
         progress["metrics"].append({
@@ -303,12 +346,15 @@ class MetaTrainingRun:
         """Mean meta-val AUROC of K X-rays drawn uniformly at random per task (evaluate.py's 'random').
 
         The tasks and the draws are fixed, so it is computed at the run's first validation only and kept in
-        last.pt: a resumed run reports the same number, even on another device.
+        last.pt with the per-task values (progress 'val_random_aurocs', for the paired intervals): a resumed
+        run reports the same number, even on another device.
         """
-        if self.progress["val_random_auroc"] is None:
+        if self.progress["val_random_aurocs"] is None:  # also for a last.pt that kept the mean only
             aurocs = evaluate_random_selection(self.classifier, self.val_table, self.val_tasks, self.config["K"],
                                                self.config["BATCH_SIZE"], self.seed)
-            self.progress["val_random_auroc"] = float(aurocs.mean())
+            self.progress["val_random_aurocs"] = aurocs.tolist()
+        if self.progress["val_random_auroc"] is None:
+            self.progress["val_random_auroc"] = float(np.mean(self.progress["val_random_aurocs"]))
             self.log.info("meta-val random-selection AUROC %.4f: K random X-rays per task, the same draws for every "
                           "validation of this run", self.progress["val_random_auroc"])
         return self.progress["val_random_auroc"]
@@ -318,6 +364,28 @@ class MetaTrainingRun:
         if self.progress["best_checkpoint"] is not None:
             atomic_link_or_copy(os.path.join(self.out, self.progress["best_checkpoint"]),
                                 os.path.join(self.out, BEST_CHECKPOINT))
+        for mode, best in self.progress["best_by_mode"].items():
+            atomic_link_or_copy(os.path.join(self.out, best["checkpoint"]), os.path.join(self.out, BEST_BY_MODE[mode]))
+
+    def verdict(self):
+        """The plain statement that the selector learned nothing usable (neither mode's best checkpoint beat
+        random beyond its paired 95% interval), or None when one did (or nothing was validated)."""
+        records = {mode: best["record"] for mode, best in self.progress["best_by_mode"].items()
+                   if best.get("record") is not None}
+        return no_gain_message(records, len(self.val_tasks))
+
+    def report_verdict(self):
+        """Log where each mode's best checkpoint is, and whether the selector beat random selection at all."""
+        best_by_mode = self.progress["best_by_mode"]
+        if not best_by_mode:
+            return
+        self.log.info("best checkpoint of each meta-validation mode: %s", "; ".join(
+            f"{os.path.join(self.out, BEST_BY_MODE[mode])} = {best['checkpoint']}"
+            + (f" (AUROC minus random {describe(mode, best['record'])})" if best.get("record") else "")
+            for mode, best in best_by_mode.items()))
+        message = self.verdict()
+        if message:
+            self.log.warning("WARNING: %s", message)
 
     def _write_metrics(self):
         atomic_write_text(csv_text(self.progress["metrics"], METRICS_COLUMNS), os.path.join(self.out, "metrics.csv"))

@@ -38,9 +38,11 @@ def get_args_parser():
                              "without a checkpoint)")
     parser.add_argument("--method", choices=METHODS, default=MEDSELECT,
                         help="medselect (the trained selector) or a label-free baseline")
-    parser.add_argument("--selection", choices=SELECTIONS, default=DEFAULT_SELECTION,
+    parser.add_argument("--selection", choices=SELECTIONS, default=None,
                         help="sample: K distinct X-rays drawn from the selector's softmax with --seed (what "
-                             "training optimises; docs/evaluation.md compares the modes); topk: the K highest selector scores (medselect only)")
+                             "training optimises; docs/evaluation.md compares the modes); topk: the K highest selector "
+                             "scores (medselect only). Default: the mode whose meta-validation AUROC minus random was "
+                             f"higher for this checkpoint (recorded by run_selector.py), else {DEFAULT_SELECTION}")
     parser.add_argument("--exclude", default=None, metavar="CSV",
                         help="CSV of X-rays already labelled (matched on Path), never chosen again")
     parser.add_argument("--large_pool", choices=LARGE_POOL_STRATEGIES, default=DEFAULT_LARGE_POOL,
@@ -61,14 +63,13 @@ SELECTOR_ONLY = ("selection", "large_pool")
 
 def main(argv=None):
     parser = get_args_parser()
-    parser.set_defaults(**dict.fromkeys(SELECTOR_ONLY))  # None: not given (the documented defaults apply below)
+    parser.set_defaults(**dict.fromkeys(SELECTOR_ONLY))  # None: not given (the documented defaults apply)
     args = parser.parse_args(argv)
     given = [name for name in SELECTOR_ONLY if getattr(args, name) is not None]
     if args.method != MEDSELECT and given:
         raise UserError(f"--{given[0]} applies to --method {MEDSELECT} only (the trained selector's choice); "
                         f"--method {args.method} does not use it: leave it out")
-    args.selection = args.selection or DEFAULT_SELECTION
-    args.large_pool = args.large_pool or DEFAULT_LARGE_POOL
+    args.large_pool = args.large_pool or DEFAULT_LARGE_POOL  # selection None: select() picks the checkpoint's mode
     setup_logging()
     check_output_file(args.out, "--out", {"--pool_csv": ("pool", args.pool_csv), "--exclude": ("exclude", args.exclude),
                                           "--checkpoint": ("checkpoint", args.checkpoint)}, overwrite=args.overwrite)

@@ -13,6 +13,8 @@ from tqdm import tqdm
 
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from engine import SAMPLE, SAMPLE_DISTINCT, TOPK, select_from_logits, selection_auroc, selector_logits
+from evaluation.references import (METHOD_KIND, REFERENCE_KIND, REFERENCES, add_headroom_shares, fraction_summary,
+                                   positive_fraction)
 from evaluation.selection_analysis import compare_selections, selection_quantities
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import checkpoint_seed, selector_from_checkpoint
@@ -26,14 +28,23 @@ MEDSELECT, UNTRAINED = "medselect", "medselect-untrained"
 # differences: each variant is compared with every variant after it and with every baseline.
 MEDSELECT_MODES = {MEDSELECT: None, "medselect-sample": SAMPLE, "medselect-sample-distinct": SAMPLE_DISTINCT,
                    "medselect-topk": TOPK, UNTRAINED: None}
+# medselect-untrained in each mode of the trained variants evaluated beside it (with_untrained_modes): named by
+# their mode, they are not asked for by name, so METHODS (what --methods accepts) leaves them out.
+UNTRAINED_IN_MODE = {f"{UNTRAINED}-{mode}": mode for mode in (SAMPLE, SAMPLE_DISTINCT, TOPK)}
 METHODS = tuple(MEDSELECT_MODES) + BASELINE_METHODS
+MEDSELECT_MODES.update(UNTRAINED_IN_MODE)
+UNTRAINED_VARIANTS = (UNTRAINED, *UNTRAINED_IN_MODE)
 GROUPS = {"seen": "NON_HOLD_OUT", "unseen": "HOLD_OUT"}  # group -> the config list it draws conditions from
 TASK_STREAMS = {"seen": TEST_STREAM, "unseen": HELD_OUT_TEST_STREAM}  # independent tasks for the two groups
 ALL_GROUPS = "all"  # the seen and unseen tasks together
 OVERALL = "overall"  # the condition label of a row that covers every task of its group
 # diff_vs_medselect = reference - method, on the same tasks; reference names the MedSelect variant.
+# kind: 'method', or 'reference' for the rows of evaluation/references.py (not methods a user can run);
+# positive_fraction: mean fraction of positives among the selected X-rays over the tasks, with its min and max;
+# headroom_share: (mean_auroc - random's) / (all-pool-labels' - random's) in the same cell.
 RESULT_COLUMNS = ("group", "condition", "method", "num_tasks", "mean_auroc", "ci_low", "ci_high",
-                  "reference", "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value")
+                  "reference", "diff_vs_medselect", "diff_ci_low", "diff_ci_high", "p_value",
+                  "kind", "positive_fraction", "positive_fraction_min", "positive_fraction_max", "headroom_share")
 
 
 class Evaluation(NamedTuple):
@@ -50,12 +61,13 @@ def load_selectors(checkpoint, path, variants, input_size, seed, log):
     if not variants:
         return {}
     trained = selector_from_checkpoint(checkpoint, input_size, path)
-    selectors = {m: trained for m in variants if m != UNTRAINED}
-    if UNTRAINED in variants:
+    selectors = {m: trained for m in variants if m not in UNTRAINED_VARIANTS}
+    untrained_variants = [m for m in variants if m in UNTRAINED_VARIANTS]
+    if untrained_variants:
         untrained_seed = checkpoint_seed(checkpoint, seed)
-        selectors[UNTRAINED] = initial_selector(trained.input_size, untrained_seed, trained.hidden_size,
-                                                trained.num_layers)
-        log.info("%s: the initial weights of seed %d (%s)", UNTRAINED, untrained_seed,
+        untrained = initial_selector(trained.input_size, untrained_seed, trained.hidden_size, trained.num_layers)
+        selectors.update(dict.fromkeys(untrained_variants, untrained))  # one selector: its logits are computed once
+        log.info("%s: the initial weights of seed %d (%s)", ", ".join(untrained_variants), untrained_seed,
                  "the seed stored in the checkpoint" if "seed" in checkpoint else
                  "--seed: the checkpoint does not record the seed of its run")
     return selectors
@@ -67,6 +79,25 @@ def meta_test_tasks(table, groups, shape, seed, num_tasks):
             for group, group_conditions in groups.items()}
 
 
+def with_untrained_modes(methods, selection):
+    """``methods`` with medselect-untrained also in every selection mode of the trained variants among them.
+
+    medselect-untrained itself keeps the mode of --selection; for each other mode of a trained variant,
+    medselect-untrained-{mode} follows it, so that every trained mode has its untrained counterpart.
+    """
+    if UNTRAINED not in methods:
+        return list(methods)
+    covered = {selection_mode(m, selection) for m in methods if m in UNTRAINED_VARIANTS}
+    added = []
+    for method in methods:
+        mode = selection_mode(method, selection) if method in MEDSELECT_MODES else None
+        if method in MEDSELECT_MODES and method not in UNTRAINED_VARIANTS and mode not in covered:
+            covered.add(mode)
+            added.append(f"{UNTRAINED}-{mode}")
+    at = list(methods).index(UNTRAINED) + 1  # beside medselect-untrained
+    return list(methods)[:at] + added + list(methods)[at:]
+
+
 def selection_mode(variant, selection):
     """'sample' or 'topk': the selection mode of a MedSelect variant, given --selection."""
     return MEDSELECT_MODES[variant] or selection
@@ -76,7 +107,7 @@ def paired_references(methods):
     """{method: [MedSelect variants it is compared with]}: each variant against every baseline and every
     variant after it in MEDSELECT_MODES's order (so untrained against trained, topk against sample)."""
     variants = [m for m in MEDSELECT_MODES if m in methods]
-    return {method: [v for v in variants if method not in MEDSELECT_MODES
+    return {method: [] if method in REFERENCES else [v for v in variants if method not in MEDSELECT_MODES
                      or list(MEDSELECT_MODES).index(method) > list(MEDSELECT_MODES).index(v)]
             for method in methods}
 
@@ -92,13 +123,15 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
     PreparedPools. Each (variant, K) draws from a generator of its own, seeded as an evaluation at that K
     alone seeds it, so every K's numbers are that evaluation's. Returns {k: {'auroc': {group: {method:
     (N,)}}, 'selection': {group: {method: {'rows', 'labels'}: (N, k) table rows and labels of the selected
-    X-rays}} for the methods in ``keep_selections``, 'seconds_per_task': {method: float} (selection time:
-    the shared work plus that K's)}}.
+    X-rays}} for the methods in ``keep_selections``, 'positive_fraction': {group: {method: (N,) fraction of
+    positives among the selected}}, 'seconds_per_task': {method: float} (selection time: the shared work plus
+    that K's)}}.
     """
     ks = list(dict.fromkeys(ks))
     classifier = MeanSimilarityClassifier("cosine")
     seconds = {k: dict.fromkeys(methods, 0.0) for k in ks}
     auroc = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
+    positives = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
     selections = {k: {group: {m: [] for m in keep_selections} for group in task_sets} for k in ks}
     total = sum(len(tasks) for tasks in task_sets.values())
     with tqdm(total=total, desc=description, unit="task", dynamic_ncols=True) as bar:
@@ -131,6 +164,7 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
                             chosen = select_prepared(inputs, k, seed, task_ids)  # (B, k)
                         seconds[k][method] += shared_seconds + _clock(device) - started
                         auroc[k][group][method].append(selection_auroc(table, tasks, chosen, classifier, query).cpu())
+                        positives[k][group][method].append(positive_fraction(tasks, chosen).cpu())
                         if method in keep_selections:
                             selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
                                                                  tasks.pool_labels.gather(1, chosen).cpu()))
@@ -138,6 +172,8 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
                 bar.update(len(tasks))
     return {k: {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
                           for g, by in auroc[k].items()},
+                "positive_fraction": {g: {m: torch.cat(f).numpy() for m, f in by.items()}
+                                      for g, by in positives[k].items()},
                 "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),
                                       "labels": torch.cat([lab for _, lab in s]).numpy()} for m, s in by.items()}
                               for g, by in selections[k].items()},
@@ -154,27 +190,32 @@ def _clock(device):
 def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
     """Result rows: per group, per condition and overall, each method's mean AUROC and CI, once per
     MedSelect variant it is compared with (``reference``), with that variant's paired difference to
-    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none."""
-    cells = []  # (group, condition, {method: per-task AUROC})
+    it (same tasks, same bootstrap resamples); once, without a difference, if it is compared with none.
+    Each row also holds the method's fraction of positives selected (mean, min, max over the cell's tasks),
+    its kind ('reference' for evaluation/references.py's rows, which ``methods`` may include; they are
+    compared with nothing) and its share of the cell's headroom."""
+    cells = []  # (group, condition, {method: per-task AUROC}, {method: per-task fraction of positives selected})
     for group, task_set in task_sets.items():
         condition_ids = task_set.condition_ids()
-        scores = outcome["auroc"][group]
+        scores, fractions = outcome["auroc"][group], outcome["positive_fraction"][group]
         for index, condition in enumerate(task_set.conditions):
             chosen = condition_ids == index
-            cells.append((group, condition, {m: s[chosen] for m, s in scores.items()}))
-        cells.append((group, OVERALL, scores))
+            cells.append((group, condition, {m: s[chosen] for m, s in scores.items()},
+                          {m: f[chosen] for m, f in fractions.items()}))
+        cells.append((group, OVERALL, scores, fractions))
     if len(task_sets) > 1:
-        cells.append((ALL_GROUPS, OVERALL, {m: np.concatenate([outcome["auroc"][g][m] for g in task_sets])
-                                            for m in methods}))
+        cells.append((ALL_GROUPS, OVERALL, *({m: np.concatenate([outcome[key][g][m] for g in task_sets])
+                                              for m in methods} for key in ("auroc", "positive_fraction"))))
     references = paired_references(methods)
     rows = []
-    for group, condition, scores in cells:
+    for group, condition, scores, fractions in cells:
         for method in methods:
             summary = mean_with_ci(scores[method], num_resamples, bootstrap_seed)
             row = {"group": group, "condition": condition, "method": method, "num_tasks": summary["n"],
                    "mean_auroc": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
                    "reference": None, "diff_vs_medselect": None, "diff_ci_low": None, "diff_ci_high": None,
-                   "p_value": None}
+                   "p_value": None, "kind": REFERENCE_KIND if method in REFERENCES else METHOD_KIND,
+                   **fraction_summary(fractions[method]), "headroom_share": None}
             if not references[method] or not summary["n"]:
                 rows.append(row)
             for reference in references[method] if summary["n"] else ():
@@ -182,7 +223,7 @@ def summarize(outcome, task_sets, methods, num_resamples, bootstrap_seed):
                 rows.append({**row, "reference": reference, "diff_vs_medselect": paired["diff"],
                              "diff_ci_low": paired["diff_ci_low"], "diff_ci_high": paired["diff_ci_high"],
                              "p_value": paired["p_value"]})
-    return rows
+    return add_headroom_shares(rows)
 
 
 def analyse_selections(outcome, task_sets, demographics, embeddings, analysed):

@@ -2,24 +2,27 @@
 import math
 
 from evaluation.meta_test import MEDSELECT_MODES, paired_references, selection_mode
+from evaluation.references import REFERENCES, headroom_markdown, positive_fraction_markdown
 from utils.csv_text import csv_text
 
 
 def markdown_report(rows, methods, seconds_per_task, num_tasks, config, selection, seed):
-    """The results as Markdown: AUROC table, one paired-difference table per MedSelect variant, selection time
-    per task."""
+    """The results as Markdown: AUROC table (the reference rows of ``rows`` in the last columns), one
+    paired-difference table per MedSelect variant, the headroom and each method's share of it, the fraction of
+    positives selected, selection time per task."""
     cells = list(dict.fromkeys((r["group"], r["condition"]) for r in rows))
+    references = [m for m in REFERENCES if any(r["method"] == m for r in rows)]
     by_cell = {(r["group"], r["condition"], r["method"]): r for r in rows}
     modes = ", ".join(f"{m}: {selection_mode(m, selection)}" for m in methods if m in MEDSELECT_MODES)
     lines = [f"Mean query AUROC [95% bootstrap CI] on identical meta-test tasks: K={config['K']}, pool "
              f"{config['UNLABELED_POOL_SIZE']}, query {config['QUERY_SET_SIZE']}, {num_tasks} tasks per group, "
              f"seed {seed}" + (f"; selection modes {modes}." if modes else "."), "",
-             "| group | condition | tasks | " + " | ".join(methods) + " |",
-             "|---|---|---:|" + "---:|" * len(methods)]
+             "| group | condition | tasks | " + " | ".join([*methods, *(f"{m} (reference)" for m in references)])
+             + " |", "|---|---|---:|" + "---:|" * (len(methods) + len(references))]
     for group, condition in cells:
         first = by_cell[(group, condition, methods[0])]
         lines.append(f"| {group} | {condition} | {first['num_tasks']} | " + " | ".join(
-            _mean_ci(by_cell[(group, condition, m)]) for m in methods) + " |")
+            _mean_ci(by_cell[(group, condition, m)]) for m in [*methods, *references]) + " |")
     by_pair = {(r["group"], r["condition"], r["reference"], r["method"]): r for r in rows if r["reference"]}
     references = paired_references(methods)
     for reference in [m for m in methods if m in MEDSELECT_MODES]:
@@ -32,6 +35,9 @@ def markdown_report(rows, methods, seconds_per_task, num_tasks, config, selectio
         for group, condition in cells:
             lines.append(f"| {group} | {condition} | " + " | ".join(
                 _difference(by_pair.get((group, condition, reference, m))) for m in compared) + " |")
+    if references:
+        lines += headroom_markdown(rows, methods)
+    lines += positive_fraction_markdown(rows, methods)
     lines += ["", "Selection time per task (ms, this machine):", "", "| method | ms / task |", "|---|---:|"]
     lines += [f"| {m} | {1000 * seconds_per_task[m]:.2f} |" for m in methods]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from engine import SAMPLE_DISTINCT, TOPK
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.baselines import BASELINE_METHODS, select_baseline
 from models.checkpoint import checkpoint_config, checkpoint_origin, load_checkpoint, selector_from_checkpoint
+from models.validation_record import checkpoint_no_gain_message, preferred_mode
 from utils.config import apply_overrides, default_config
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
@@ -38,14 +39,16 @@ METHODS = (MEDSELECT, *BASELINE_METHODS)
 # one X-ray, so 'sample' here is K distinct draws (SAMPLE_DISTINCT), not training's draws with replacement.
 SELECTION_MODE_OF = {"sample": SAMPLE_DISTINCT, "topk": TOPK}
 SELECTIONS = tuple(SELECTION_MODE_OF)
-DEFAULT_SELECTION = "sample"  # the policy training optimises; which mode wins depends on the data (docs/evaluation.md)
+# Without a selection, the mode that validated better for the checkpoint (models/validation_record.py); this one
+# for a checkpoint that does not record both modes (the original's): the policy training optimises.
+DEFAULT_SELECTION = "sample"
 LARGE_POOL_STRATEGIES = ("chunks", "whole")
 DEFAULT_LARGE_POOL = "chunks"  # better on held-out tasks (docs/own_xrays.md)
 SCORE_COLUMN, RANK_COLUMN = "score", "rank"  # added to the chosen rows
 CHUNKS_PER_FORWARD = 64  # chunks read by the BiLSTM in one batch, to bound memory on large pools
 
 
-def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAULT_SELECTION, seed=0, exclude=None,
+def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=None, seed=0, exclude=None,
            large_pool=DEFAULT_LARGE_POOL, overrides=None):
     """The X-rays to label, best first: K rows of the pool CSV with all their columns, plus score and rank.
 
@@ -58,7 +61,9 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
         k: X-rays to choose; default: the checkpoint's K (constants.py's K without a checkpoint).
         method: "medselect" or a baseline name of models/baselines.py (random, kmedoids, ...).
         selection: "sample" (K distinct X-rays drawn from the selector's softmax, the policy that
-            training optimises) or "topk" (the K best scores).
+            training optimises) or "topk" (the K best scores); default (None): the mode whose
+            meta-validation AUROC minus random was higher for this checkpoint, as run_selector.py
+            recorded it, or "sample" for a checkpoint without that record (the original's).
         seed: seeds the pool's reading order, the draws and the baselines.
         exclude: CSV path or DataFrame with a ``Path`` column: X-rays already labelled, never chosen.
         large_pool: "chunks" or "whole", for a pool larger than the trained pool size.
@@ -71,7 +76,8 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
         selector's probability of drawing the X-ray; blank for baselines) and ``rank`` (1 = first).
     """
     _check_choice("method", method, METHODS)
-    _check_choice("selection", selection, SELECTIONS)
+    if selection is not None:
+        _check_choice("selection", selection, SELECTIONS)
     _check_choice("large_pool", large_pool, LARGE_POOL_STRATEGIES)
     pool = load_pool(pool_csv)
     taken = [c for c in (SCORE_COLUMN, RANK_COLUMN) if c in pool.frame.columns]
@@ -88,6 +94,10 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
 
     if method == MEDSELECT:
         check_same_encoder(checkpoint_origin(stored, checkpoint), pool.origin)
+        selection = selection_for(stored, selection)
+        no_gain = checkpoint_no_gain_message(stored)
+        if no_gain:
+            log.warning("WARNING: %s: %s", checkpoint, no_gain)
         inputs = selector_inputs(pool, config["USE_ASL"])[candidates]  # (N, D [+3])
         selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint)
         trained_size = config["UNLABELED_POOL_SIZE"]
@@ -109,6 +119,18 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=DEFAUL
     chosen_frame[SCORE_COLUMN] = chosen_scores
     chosen_frame[RANK_COLUMN] = np.arange(1, k + 1)
     return chosen_frame
+
+
+def selection_for(checkpoint, selection):
+    """The selection mode to use: ``selection`` when given, else the one that validated better for the
+    checkpoint (DEFAULT_SELECTION without that record); which and why is logged in one line."""
+    if selection is not None:
+        return selection
+    mode, why = preferred_mode(checkpoint)
+    chosen = mode or DEFAULT_SELECTION
+    log.info("selection %s: %s%s (--selection chooses another)", chosen, why,
+             "" if mode else f", so the default {DEFAULT_SELECTION}")
+    return chosen
 
 
 def candidate_rows(pool, exclude):

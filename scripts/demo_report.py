@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from medselect.classification import ground_truth_auroc  # noqa: E402
 from data.synthetic import ACQUISITION_COLUMN, POOR  # noqa: E402
 from data.synthetic_images import POOR_ACQUISITION_NOTE  # noqa: E402
+from evaluation.references import REFERENCES  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
 from utils.plots import CURVES_FILE  # noqa: E402
 from utils.results_fragment import machine_description, write_fragment  # noqa: E402
@@ -160,7 +161,8 @@ def comparison_table(results, evaluation):
                            & (overall["reference"] == reference)]
             cells.append("" if pair.empty else "{:+.3f} [{:+.3f}, {:+.3f}]".format(
                 *pair[["diff_vs_medselect", "diff_ci_low", "diff_ci_high"]].iloc[0]))
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        label = f"{method} (reference, not a method)" if method in REFERENCES else method
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -258,6 +258,9 @@ def test_settings_line_keeps_conditions_with_enough_positives(tmp_path, capsys):
     config = apply_overrides(default_config(), [w for w in shlex.split(line) if w != "--set"])
     assert config["NON_HOLD_OUT"] == ["Pneumonia"] and config["HOLD_OUT"] == ["Covid"]
     assert "train: 'Tuberculosis' has 1 positives; one task needs 3 positives" in err
+    # a validation pool takes 2 of val's 3 Pneumonia positives: the validation tasks nearly repeat one pool
+    assert "each validation task's pool takes most of the X-rays available ('Pneumonia' 2 of 3 positives" in err
+    assert "needs at least 4 positives of each condition" in err
     # Covid meta-trained on: it lacks training positives, so the line leaves it out.
     code, stdout, _ = run([*own, "--set", "NON_HOLD_OUT=Pneumonia,Tuberculosis,Covid", "--set", "HOLD_OUT=",
                            "--out", tmp_path / "b"], capsys)

@@ -77,8 +77,8 @@ def test_a_run_is_locked_readable_shows_progress_and_names_its_best_model(tmp_pa
 
     rows = read_metrics(out)
     files = os.listdir(out)  # the lock is gone: released on exit
-    assert set(files) == {"best.pt", "config.json", "last.pt", "metrics.csv", "train.log"} | \
-        {r["saved"] for r in rows if r["saved"]}
+    assert set(files) == {"best.pt", "best_sample.pt", "best_topk.pt", "config.json", "last.pt", "metrics.csv",
+                          "train.log"} | {r["saved"] for r in rows if r["saved"]} | {r["best_topk_checkpoint"] for r in rows}
     expected_mode = plain_open_mode(tmp_path, 0o022)  # 0644: colleagues can read the checkpoints and metrics
     assert {name: stat.S_IMODE(os.stat(out / name).st_mode) for name in files} == dict.fromkeys(files, expected_mode)
 

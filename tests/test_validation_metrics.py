@@ -135,7 +135,9 @@ def test_metrics_columns_keep_the_originals_order_and_append_the_new_ones(run):
         header = f.readline().strip().split(",")
     assert header == ["epoch", "iter", "step", "train_auroc", "train_baseline_auroc", "train_reward", "val_auroc",
                       "best_val_auroc", "learning_rate", "elapsed_s", "saved", "best_checkpoint", "val_random_auroc",
-                      "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random"]
+                      "val_topk_auroc", "val_diff_vs_random", "val_topk_diff_vs_random", "val_diff_ci_low",
+                      "val_diff_ci_high", "val_topk_diff_ci_low", "val_topk_diff_ci_high", "best_sample_checkpoint",
+                      "best_topk_checkpoint"]
 
 
 def test_best_checkpoint_setting_is_checked_and_old_checkpoints_default_to_sample(tmp_path, capsys):
