@@ -65,8 +65,10 @@ def test_links_between_pages_point_to_existing_pages_and_headings(page):
         path = os.path.normpath(os.path.join(ROOT, "docs", target)) if target else os.path.join(ROOT, "docs", page)
         assert os.path.isfile(path), f"docs/{page} links to {target}, which does not exist"
         if anchor:
-            anchors = {heading_anchor(h) for h in re.findall(r"^#+\s+(.*)$", page_text(path), flags=re.M)}
-            assert anchor in anchors, f"docs/{page} links to {target}#{anchor}: no such heading"
+            target_text = page_text(path)
+            anchors = {heading_anchor(h) for h in re.findall(r"^#+\s+(.*)$", target_text, flags=re.M)}
+            anchors |= set(re.findall(r"<a\s+id=\"([^\"]+)\"", target_text))  # explicit anchors
+            assert anchor in anchors, f"docs/{page} links to {target}#{anchor}: no such heading or anchor"
 
 
 def test_every_runnable_docs_block_runs_on_the_demo_files(demo_stand_in):
