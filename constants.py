@@ -27,3 +27,11 @@ NUM_EPOCHS = 5
 BATCH_SIZE = 64       # tasks per REINFORCE step
 USE_ASL = False       # append Sex, Age, Frontal/Lateral to the selector's input (never the classifier's)
 BEST_CHECKPOINT_BY = "sample"  # meta-val AUROC that picks the best checkpoint: "sample" (the original's) or "topk"
+
+# Selector options (docs/training.md#selector-options). The defaults are the paper's method; a checkpoint
+# that does not record one of these (every earlier checkpoint, the original's) means the paper's choice.
+POOL_FEATURES = False     # append each X-ray's relations to its pool (similarity, typicality, coverage) to its input
+SELECTOR = "lstm"         # "lstm" (the paper's BiLSTM) or "attention" (self-attention over the pool, order-free)
+POLICY = "multinomial"    # training's draws: "multinomial" (K with replacement, the paper's) or "distinct" (K different)
+SAMPLES_PER_TASK = 1      # selections drawn per task in each REINFORCE step
+REWARD_BASELINE = "random"  # "random" (K random X-rays, the paper's) or "leave-one-out" (other draws)

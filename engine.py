@@ -17,6 +17,11 @@ SAMPLE = "sample"  # K draws with replacement from softmax(logits): the policy t
 TOPK = "topk"  # the K highest logits
 SAMPLE_DISTINCT = "sample-distinct"  # K distinct draws, each without those already drawn (select_xrays.py's 'sample')
 SELECTION_MODES = (SAMPLE, TOPK, SAMPLE_DISTINCT)
+# Training's policy (POLICY) and reward baseline (REWARD_BASELINE); the first of each is the paper's.
+MULTINOMIAL, DISTINCT = "multinomial", "distinct"
+POLICIES = (MULTINOMIAL, DISTINCT)
+RANDOM_BASELINE, LEAVE_ONE_OUT = "random", "leave-one-out"
+REWARD_BASELINES = (RANDOM_BASELINE, LEAVE_ONE_OUT)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -56,6 +61,31 @@ def distinct_sample_selection(logits, k, generator=None):
     return torch.multinomial(torch.softmax(logits.detach(), dim=-1), k, replacement=False, generator=generator)
 
 
+def plackett_luce_selection(logits, k, generator=None):
+    """K distinct positions by Gumbel-top-K, in draw order, and their exact Plackett-Luce log-probability.
+
+    Adding independent Gumbel noise to the logits and taking the K largest draws K positions one after
+    another from softmax(logits) without replacement (POLICY=distinct: the selection select_xrays.py makes).
+    logits (B, P) -> idx (B, k) in draw order, log_prob (B,) = log P(that ordered draw), differentiable
+    with respect to the logits.
+    """
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(logits.dtype).tiny)))
+    # Non-finite logits (a diverged selector): draw from the noise alone and let the log_prob report the problem.
+    keys = torch.where(torch.isfinite(logits), logits.detach(), torch.zeros_like(logits)) + gumbel
+    idx = keys.topk(k, dim=-1).indices  # (B, k), in decreasing key order = draw order
+    return idx, plackett_luce_log_prob(logits, idx)
+
+
+def plackett_luce_log_prob(logits, idx):
+    """log P(drawing positions idx (B, k) in this order, each from softmax(logits (B, P)) over the positions not
+    yet drawn) = sum_j [logit(idx_j) - logsumexp(logits without idx_1..idx_{j-1})]. -> (B,)"""
+    drawn = torch.nn.functional.one_hot(idx, logits.shape[-1]).to(torch.bool)  # (B, k, P)
+    drawn_before = (drawn.cumsum(1) - drawn.long()).to(torch.bool)  # (B, k, P): drawn at an earlier step
+    remaining = logits[:, None, :].masked_fill(drawn_before, -math.inf)  # (B, k, P)
+    return (logits.gather(1, idx) - torch.logsumexp(remaining, dim=-1)).sum(1)
+
+
 def top_k_selection(logits, k):
     """The k pool positions with the highest logits: a deterministic selection. (B, P) -> (B, k)."""
     return logits.topk(k, dim=-1).indices
@@ -81,21 +111,34 @@ def selection_auroc(table, tasks, selection, classifier, query_embeddings=None):
     return batched_auroc(tasks.query_labels, scores)
 
 
-def train_step(selector, optimizer, classifier, table, tasks, k, selection_generator, baseline_generator):
+def train_step(selector, optimizer, classifier, table, tasks, k, selection_generator, baseline_generator,
+               policy=MULTINOMIAL, samples_per_task=1, reward_baseline=RANDOM_BASELINE):
     """One REINFORCE update on a batch of tasks; returns per-batch means as floats.
 
-    reward = AUROC(selector's K draws) - AUROC(K uniformly random distinct X-rays),
-    loss = -mean(reward * log p(selection)).
+    The paper's step (the defaults): reward = AUROC(selector's K draws) - AUROC(K uniformly random distinct
+    X-rays), loss = -mean(reward * log p(selection)). The options (docs/training.md#selector-options):
+    ``policy`` 'distinct' draws K different X-rays (Plackett-Luce) instead of K with replacement;
+    ``samples_per_task`` S draws per task from the same logits; ``reward_baseline`` 'leave-one-out' takes as
+    baseline of each draw the mean AUROC of the task's other S - 1 draws instead of a random selection.
     """
     selector.train()
     logits = selector(table.selector_input(tasks.pool_rows, reuse_buffer=True))  # (B, P)
-    selection, log_prob = sample_selection(logits, k, selection_generator)  # (B, K), (B,)
+    batch, pool_size = logits.shape
+    draw_logits = logits if samples_per_task == 1 else logits.repeat_interleave(samples_per_task, 0)  # (B S, P)
+    draw = plackett_luce_selection if policy == DISTINCT else sample_selection
+    selection, log_prob = draw(draw_logits, k, selection_generator)  # (B S, K), (B S,)
+    selection = selection.view(batch, samples_per_task, k)
     with torch.no_grad():
         query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
-        auroc = selection_auroc(table, tasks, selection, classifier, query)
-        baseline = random_selection(len(tasks), logits.shape[1], k, baseline_generator, logits.device)
-        baseline_auroc = selection_auroc(table, tasks, baseline, classifier, query)
-        reward = (auroc - baseline_auroc).to(log_prob.dtype)  # (B,)
+        # S is a handful of draws: one batched AUROC over the tasks per draw
+        auroc = torch.stack([selection_auroc(table, tasks, selection[:, s], classifier, query)
+                             for s in range(samples_per_task)], dim=1)  # (B, S)
+        if reward_baseline == LEAVE_ONE_OUT:
+            baseline_auroc = (auroc.sum(1, keepdim=True) - auroc) / (samples_per_task - 1)  # (B, S)
+        else:
+            baseline = random_selection(batch, pool_size, k, baseline_generator, logits.device)
+            baseline_auroc = selection_auroc(table, tasks, baseline, classifier, query)[:, None].expand_as(auroc)
+        reward = (auroc - baseline_auroc).to(log_prob.dtype).reshape(-1)  # (B S,) in the order of log_prob
     loss = -(reward * log_prob).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

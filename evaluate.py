@@ -26,6 +26,10 @@ Another dataset: the test CSVs may come from another dataset than the selector's
 group), and --conditions may name test columns the checkpoint does not know (unseen). The results
 name the dataset the selector was trained on (recorded in the checkpoint) and the one it is tested on.
 
+Classifiers: --classifiers cosine,logistic,label-spreading,self-training scores every selection with each
+(models/classifiers.py) on the same tasks; results.md gets one section per classifier and each one's paired
+difference to cosine (also classifier_differences.csv). The default is the paper's cosine classifier alone.
+
 Curves: --k 5,10,20,50 or --pos_frac 0.5,0.2,0.1 evaluate every method at each value on the same
 tasks (evaluation/curves.py) and write one table with the value as its first column and budget_curve.png or
 prevalence_curve.png in place of auroc_by_condition.png.
@@ -42,6 +46,8 @@ from data.provenance import dataset_of, found_moved, is_transfer, provenance_lin
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SELECTION_MODES
 from evaluation import curves
+from evaluation.classifier_comparison import (CLASSIFIER_FILES, DIFFERENCE_COLUMNS, classifier_results,
+                                              one_class_lines, parse_classifiers)
 from evaluation.meta_test import (ALL_GROUPS, GROUPS, MEDSELECT_MODES, METHODS, OVERALL, RESULT_COLUMNS,
                                   UNTRAINED_VARIANTS, Evaluation, analyse_selections, evaluate_methods, load_selectors,
                                   meta_test_tasks, selection_mode, summarize, with_untrained_modes)
@@ -51,6 +57,7 @@ from evaluation.selection_analysis import QUANTITIES, read_demographics
 from models.baselines import BASELINE_METHODS
 from models.checkpoint import (TRAINING_DATA, TRAINING_POSITIVES, checkpoint_config, checkpoint_in,
                                checkpoint_origin, checkpoint_seed, checkpoint_training_csv, load_checkpoint)
+from models.classifiers import CLASSIFIERS, COSINE
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from utils import plots
 from utils.atomic import atomic_write_json, atomic_write_text
@@ -68,7 +75,7 @@ from utils.stats import CONFIDENCE
 DEFAULT_METHODS = ("medselect-sample", "medselect-topk") + BASELINE_METHODS
 ANALYSED_BASELINE = "kmedoids"  # the paper compares what MedSelect selects with what its k-medoids selects
 RESULT_FILES = ("results.md", "results.csv", "results.json", "per_task.csv", "auroc_by_condition.png",
-                "selection_analysis.csv", "selection_analysis.png", *curves.CURVE_FILES)
+                "selection_analysis.csv", "selection_analysis.png", *CLASSIFIER_FILES, *curves.CURVE_FILES)
 
 
 def get_args_parser():
@@ -94,6 +101,10 @@ def get_args_parser():
                              "its group, e.g. 'Infiltration=Lung Opacity' (repeatable; default: no renaming)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated methods to compare, from: {', '.join(METHODS)}")
+    parser.add_argument("--classifiers", default=COSINE, metavar="NAME,...",
+                        help=f"score every selection with each of these classifiers (comma-separated, from: "
+                             f"{', '.join(CLASSIFIERS)}; docs/evaluation.md#classifiers) on the same tasks: one table "
+                             "per classifier and each one's paired difference to cosine, which is always included")
     parser.add_argument("--selection", choices=SELECTION_MODES, default=SAMPLE,
                         help="selection of the methods 'medselect' and 'medselect-untrained': K multinomial draws "
                              "from softmax(logits), seeded (the original's behaviour), the K highest logits, or K "
@@ -139,6 +150,9 @@ def compare_methods(args, on_exit):
     if sweep is not None and args.analysis:
         raise UserError(f"--analysis compares the selections of one evaluation; run it without --{sweep.parameter}")
     analysed = analysed_methods(methods) if args.analysis else ()
+    classifiers = parse_classifiers(args.classifiers)
+    if sweep is not None and len(classifiers) > 1:
+        raise UserError(f"--classifiers compares classifiers at one K and prevalence; run it without --{sweep.parameter}")
     variants = [m for m in methods if m in MEDSELECT_MODES]
     if variants and args.checkpoint is None:
         raise UserError(f"--checkpoint is required to evaluate {', '.join(variants)} (or leave "
@@ -215,7 +229,7 @@ def compare_methods(args, on_exit):
                                      if sweep is not None and sweep.parameter != "k" else "")
         outcomes = evaluate_methods(methods, task_sets[shape], table, selectors, [c["K"] for _, c in shape_points],
                                     args.batch_size or config["BATCH_SIZE"], args.selection, args.seed, device,
-                                    analysed, description)
+                                    analysed, description, classifiers)
         # The reference rows (evaluation/references.py) on the same tasks: headroom, not methods to run.
         outcomes = with_references(outcomes, evaluate_references(
             task_sets[shape], table, [c["K"] for _, c in shape_points], args.batch_size or config["BATCH_SIZE"],
@@ -227,9 +241,16 @@ def compare_methods(args, on_exit):
     if sweep is None:
         report, files, figures, rows, analysis_rows = one_evaluation_results(
             evaluations[0], methods, num_tasks, args, analysed, demographics, table.embeddings)
+        differences = None
+        if len(classifiers) > 1:
+            report, rows, differences, files["per_task.csv"] = classifier_results(
+                evaluations[0], methods, classifiers, num_tasks, args.selection, args.seed, args.bootstrap,
+                bootstrap_seed, report)
+            files["results.csv"] = csv_text(rows, ("classifier", *RESULT_COLUMNS))
+            files[CLASSIFIER_FILES[0]] = csv_text(differences, DIFFERENCE_COLUMNS)
     else:
         report, files, figures, rows = curve_results(sweep, evaluations, methods, num_tasks, groups, args)
-        analysis_rows = None
+        analysis_rows = differences = None
     if is_transfer(datasets, condition_map):
         report = provenance_line(args.checkpoint, datasets, condition_map, renamed) + "\n\n" + report
     if leakage:
@@ -253,12 +274,21 @@ def compare_methods(args, on_exit):
         {str(e.value): e.outcome["seconds_per_task"] for e in evaluations},
         "curve": {"parameter": sweep.parameter, "setting": sweep.setting, "values": list(sweep.values)}
         if sweep is not None else None,
-        "results": rows, "selection_analysis": analysis_rows,
+        "classifiers": classifiers,
+        "classifier_seconds_per_task": evaluations[0].outcome["classifier_seconds_per_task"] if sweep is None else
+        {str(e.value): e.outcome["classifier_seconds_per_task"] for e in evaluations},
+        "one_class_tasks": evaluations[0].outcome["one_class_tasks"] if sweep is None else
+        {str(e.value): e.outcome["one_class_tasks"] for e in evaluations},
+        "results": rows, "classifier_differences": differences, "selection_analysis": analysis_rows,
         "embedding_origin": table.origin.to_dict() if table.origin else None, "warnings": [leakage] if leakage else []}
 
     write_results(args.out, files, figures, summary)
     print(report)
     log.info("results in %s", args.out)
+    for e in evaluations:  # once per method, over all its tasks, after the tables
+        for line in one_class_lines(e.outcome["one_class_tasks"], num_tasks * len(groups),
+                                    e.config["K"] if sweep is not None else None):
+            log.warning(line)
     if leakage:
         log.warning("WARNING: %s", leakage)  # again after the tables, where it is read
     return 0

@@ -32,7 +32,7 @@ from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, eval
                     train_step)
 from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
-from models.lstm_selector import initial_selector
+from models.selector import build_selector
 from models.classifier import MeanSimilarityClassifier
 from models.validation_record import describe, no_gain_message, validation_record
 from utils.atomic import atomic_link_or_copy, atomic_write_json, atomic_write_text
@@ -139,7 +139,7 @@ def meta_train(args, on_exit):
     if resumed is not None:
         selector = selector_from_checkpoint(resumed, train_table.selector_input_size, args.resume)
     else:
-        selector = initial_selector(train_table.selector_input_size, seed)
+        selector = build_selector(config, train_table.selector_input_size, seed)
     lock_note = prepare_run_folder(args.out, resuming=resumed is not None, overwrite=args.overwrite, on_exit=on_exit)
     # A scheduler's SIGTERM stops the run like Ctrl-C: the resume hint is logged and the lock removed.
     on_exit.enter_context(sigterm_as_ctrl_c())
@@ -265,7 +265,9 @@ class MetaTrainingRun:
     def _step(self, epoch, iteration, tasks):
         try:
             stats = train_step(self.selector, self.optimizer, self.classifier, self.train_table, tasks,
-                               self.config["K"], self.selection_generator, self.baseline_generator)
+                               self.config["K"], self.selection_generator, self.baseline_generator,
+                               policy=self.config["POLICY"], samples_per_task=self.config["SAMPLES_PER_TASK"],
+                               reward_baseline=self.config["REWARD_BASELINE"])
         except NonFiniteLoss as err:
             last = os.path.join(self.out, LAST_CHECKPOINT)
             raise UserError(f"training stopped at epoch {epoch + 1} iter {iteration}: {err}; the last good state is "

@@ -3,6 +3,7 @@
     python3 bench/train_step.py                      # CheXpert-like sizes on the CPU
     python3 bench/train_step.py --device cuda        # the same on a GPU
     python3 bench/train_step.py --quick              # small sizes, a smoke run
+    python3 bench/train_step.py --options            # one whole step per selector option, and parameter counts
 
 Data are generated in memory (60,000 positive and 20,000 normal rows, D = 512 by
 default); the original's path is re-created faithfully in bench/reference.py.
@@ -30,7 +31,10 @@ from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_c
 from bench.timing import median_ms  # noqa: E402
 from data.tasks import FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import XrayTable  # noqa: E402
-from engine import random_selection, sample_selection, selection_auroc  # noqa: E402
+from engine import random_selection, sample_selection, selection_auroc, train_step  # noqa: E402
+from bench.selector_option_sets import OPTION_SETS  # noqa: E402
+from models.selector import build_selector, parameter_count  # noqa: E402
+from utils.config import apply_overrides, default_config  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from utils.results_fragment import command_line, machine_description, recorded_stdout, write_fragment  # noqa: E402
@@ -54,6 +58,11 @@ def get_args_parser():
     parser.add_argument("--skip_lstm", action="store_true", help="do not time the BiLSTM forward/backward")
     parser.add_argument("--skip_memory", action="store_true", help="do not measure peak memory")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a smoke run")
+    parser.add_argument("--options", action="store_true",
+                        help="time one whole REINFORCE step (selector forward and backward, draws, rewards, update) "
+                             "for the paper's selector and each selector option (docs/training.md#selector-options), "
+                             "with their parameter counts, instead of the comparison with the original; results in "
+                             "bench/results/train_step_options.json and docs/results/selector_step.md")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "train_step.json"),
                         help="JSON file for the results (default bench/results/train_step.json)")
     parser.add_argument("--docs_fragment", metavar="FILE",
@@ -260,8 +269,67 @@ def measure_memory(args, rng):
             "embedding_bytes": data_bytes}
 
 
+def time_options(args, table, shape):
+    """{option set: {'settings', 'parameters', 'step_ms'}}: one whole train_step of each OPTION_SETS entry."""
+    sampler = TaskSampler(table, CONDITIONS, shape, seed=0, stream=0)
+    tasks = sampler.draw(range(args.batch), args.device)
+    classifier = MeanSimilarityClassifier()
+    results = {}
+    for name, settings in OPTION_SETS.items():
+        config = apply_overrides(default_config(), settings)
+        selector = build_selector(config, args.dim, seed=0).to(args.device)
+        optimizer = torch.optim.Adam(selector.parameters(), lr=config["LEARNING_RATE"])
+        generators = [torch.Generator(device=args.device).manual_seed(i) for i in range(2)]
+
+        def step():
+            train_step(selector, optimizer, classifier, table, tasks, args.k, *generators, policy=config["POLICY"],
+                       samples_per_task=config["SAMPLES_PER_TASK"], reward_baseline=config["REWARD_BASELINE"])
+        results[name] = {"settings": settings, "parameters": parameter_count(selector),
+                         "step_ms": median_ms(step, args.repeats, args.device)}
+    return results
+
+
+def options_markdown(results, args, machine):
+    command = "python3 bench/train_step.py --options " + " ".join(
+        f"--{name} {getattr(args, name)}" for name in ("batch", "pool", "dim", "k", "repeats", "positives", "normals"))
+    lines = [f"<!-- made by: {command}; machine: {machine} -->",
+             f"One REINFORCE step (batch {args.batch} tasks, pool {args.pool}, D={args.dim}, K={args.k}; median "
+             f"of {args.repeats}) on {args.device}:", "",
+             "| selector | settings (--set) | parameters | step (ms) | vs the paper's |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    paper_ms = next(iter(results.values()))["step_ms"]
+    for name, result in results.items():
+        lines.append(f"| {name} | {' '.join(result['settings']) or '(defaults)'} | {result['parameters']:,} | "
+                     f"{result['step_ms']:.0f} | {result['step_ms'] / paper_ms:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main_options(args):
+    machine = f"{os.cpu_count()}-core CPU" if args.device == "cpu" else torch.cuda.get_device_name()
+    print(f"machine: {machine}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    rng = np.random.default_rng(0)
+    positive_frame, normal_frame = make_frames(args.positives, args.normals, rng)
+    table = make_table(positive_frame, rng.normal(size=(args.positives, args.dim)).astype(np.float32),
+                       rng.normal(size=(args.normals, args.dim)).astype(np.float32)).to(args.device)
+    shape = TaskShape(args.pool, math.ceil(args.pool / 2), args.query, math.ceil(args.query / 2))
+    results = time_options(args, table, shape)
+    markdown = options_markdown(results, args, machine)
+    print(markdown)
+    out = os.path.join(os.path.dirname(args.out), "train_step_options.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"args": vars(args), "results": results}, f, indent=2)
+    fragment = os.path.join(ROOT, "docs", "results", "selector_step.md")
+    os.makedirs(os.path.dirname(fragment), exist_ok=True)
+    with open(fragment, "w") as f:
+        f.write(markdown)
+    print(f"results saved to {out} and {fragment}")
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.options:
+        return main_options(args)
     if args.quick:
         args.positives, args.normals, args.val_tasks, args.repeats = 12000, 6000, 128, 3
     rng = np.random.default_rng(0)

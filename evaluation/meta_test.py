@@ -13,13 +13,14 @@ from tqdm import tqdm
 
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler
 from engine import SAMPLE, SAMPLE_DISTINCT, TOPK, select_from_logits, selection_auroc, selector_logits
+from evaluation.classifier_scoring import count_one_class, make_classifiers, task_auroc
 from evaluation.references import (METHOD_KIND, REFERENCE_KIND, REFERENCES, add_headroom_shares, fraction_summary,
                                    positive_fraction)
 from evaluation.selection_analysis import compare_selections, selection_quantities
 from models.baselines import BASELINE_METHODS, prepare_pools, select_prepared
 from models.checkpoint import checkpoint_seed, selector_from_checkpoint
-from models.classifier import MeanSimilarityClassifier
-from models.lstm_selector import initial_selector
+from models.classifiers import COSINE
+from models.selector import untrained_like
 from utils.seeding import TEST_SELECTION, derived_seed
 from utils.stats import mean_with_ci, paired_difference
 
@@ -65,7 +66,7 @@ def load_selectors(checkpoint, path, variants, input_size, seed, log):
     untrained_variants = [m for m in variants if m in UNTRAINED_VARIANTS]
     if untrained_variants:
         untrained_seed = checkpoint_seed(checkpoint, seed)
-        untrained = initial_selector(trained.input_size, untrained_seed, trained.hidden_size, trained.num_layers)
+        untrained = untrained_like(trained, untrained_seed)
         selectors.update(dict.fromkeys(untrained_variants, untrained))  # one selector: its logits are computed once
         log.info("%s: the initial weights of seed %d (%s)", ", ".join(untrained_variants), untrained_seed,
                  "the seed stored in the checkpoint" if "seed" in checkpoint else
@@ -113,7 +114,7 @@ def paired_references(methods):
 
 
 def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selection, seed, device,
-                     keep_selections=(), description="meta-test"):
+                     keep_selections=(), description="meta-test", classifiers=(COSINE,)):
     """Per-task query AUROC of every method at every K of ``ks`` on every task set.
 
     ``selectors`` maps each MedSelect variant of ``methods`` to its selector; ``selection`` is the
@@ -126,11 +127,18 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
     X-rays}} for the methods in ``keep_selections``, 'positive_fraction': {group: {method: (N,) fraction of
     positives among the selected}}, 'seconds_per_task': {method: float} (selection time: the shared work plus
     that K's)}}.
+
+    Each selection is scored by every classifier named in ``classifiers`` (models/classifiers.py; the first
+    one's AUROC is 'auroc'): each K's entry also holds 'auroc_by_classifier': {classifier: {group: {method:
+    (N,)}}}, 'classifier_seconds_per_task': {classifier: {method: float}} and 'one_class_tasks': {method:
+    (tasks whose selection holds no positive, no negative)}.
     """
     ks = list(dict.fromkeys(ks))
-    classifier = MeanSimilarityClassifier("cosine")
+    scorers = make_classifiers(classifiers)
     seconds = {k: dict.fromkeys(methods, 0.0) for k in ks}
-    auroc = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
+    auroc = {k: {c: {group: {m: [] for m in methods} for group in task_sets} for c in scorers} for k in ks}
+    classifier_seconds = {k: {c: dict.fromkeys(methods, 0.0) for c in scorers} for k in ks}
+    one_class = {k: {m: torch.zeros(2, dtype=torch.int64, device=device) for m in methods} for k in ks}
     positives = {k: {group: {m: [] for m in methods} for group in task_sets} for k in ks}
     selections = {k: {group: {m: [] for m in keep_selections} for group in task_sets} for k in ks}
     total = sum(len(tasks) for tasks in task_sets.values())
@@ -144,6 +152,8 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
             for tasks in task_set.batches(batch_size, device):
                 task_ids = range(first, first + len(tasks))
                 query = table.classifier_input(tasks.query_rows)  # (B, Q, D)
+                pool = table.classifier_input(tasks.pool_rows) if any(
+                    c.uses_unlabelled for c in scorers.values()) else None  # (B, P, D)
                 logits = {}  # selector -> ((B, P) logits, seconds to compute them)
                 for method in methods:
                     started = _clock(device)
@@ -163,15 +173,27 @@ def evaluate_methods(methods, task_sets, table, selectors, ks, batch_size, selec
                         else:
                             chosen = select_prepared(inputs, k, seed, task_ids)  # (B, k)
                         seconds[k][method] += shared_seconds + _clock(device) - started
-                        auroc[k][group][method].append(selection_auroc(table, tasks, chosen, classifier, query).cpu())
+                        one_class[k][method] += count_one_class(tasks, chosen)
+                        for name, classifier in scorers.items():
+                            started = _clock(device)
+                            # Classifiers that read only the selection go through training's own scoring.
+                            auroc[k][name][group][method].append((
+                                task_auroc(table, tasks, chosen, classifier, query, pool) if classifier.uses_unlabelled
+                                else selection_auroc(table, tasks, chosen, classifier, query)).cpu())
+                            classifier_seconds[k][name][method] += _clock(device) - started
                         positives[k][group][method].append(positive_fraction(tasks, chosen).cpu())
                         if method in keep_selections:
                             selections[k][group][method].append((tasks.pool_rows.gather(1, chosen).cpu(),
                                                                  tasks.pool_labels.gather(1, chosen).cpu()))
                 first += len(tasks)
                 bar.update(len(tasks))
-    return {k: {"auroc": {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
-                          for g, by in auroc[k].items()},
+    by_classifier = {k: {c: {g: {m: torch.cat(a).numpy().astype(np.float64) for m, a in by.items()}
+                             for g, by in auroc[k][c].items()} for c in scorers} for k in ks}
+    return {k: {"auroc": by_classifier[k][next(iter(scorers))],
+                "auroc_by_classifier": by_classifier[k],
+                "classifier_seconds_per_task": {c: {m: s / total for m, s in by.items()}
+                                                for c, by in classifier_seconds[k].items()},
+                "one_class_tasks": {m: tuple(int(n) for n in counts.tolist()) for m, counts in one_class[k].items()},
                 "positive_fraction": {g: {m: torch.cat(f).numpy() for m, f in by.items()}
                                       for g, by in positives[k].items()},
                 "selection": {g: {m: {"rows": torch.cat([r for r, _ in s]).numpy(),

@@ -1,8 +1,10 @@
 """Classifying the rest of a pool from the X-rays a radiologist labelled, and checking it against ground truth.
 
-The classifier is MedSelect's (the paper's predictor), the very module used in training:
+The default classifier is MedSelect's (the paper's predictor), the very module used in training:
 ``score(x) = mean cos(x, labelled positives) - mean cos(x, labelled negatives)``
-on the image embeddings (never the Age/Sex/Laterality features).
+on the image embeddings (never the Age/Sex/Laterality features). ``classifier=`` picks another of
+models/classifiers.py: 'logistic', or 'label-spreading' / 'self-training', which also use the pool's
+unlabelled X-rays (their embeddings only; docs/own_xrays.md#which-classifier).
 """
 import logging
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import torch
 from data.labels import NEGATIVE, POSITIVE_VALUES
 from medselect.pool import PATH_COLUMN, load_pool, read_table
 from models.classifier import MeanSimilarityClassifier
+from models.classifiers import CLASSIFIERS, COSINE, make_classifier
 from utils.errors import UserError
 from utils.logs import LOGGER_NAME
 from utils.metrics import batched_auroc
@@ -30,8 +33,8 @@ BOOTSTRAP_VALUES_PER_STEP = 1 << 22  # resampled scores ranked at once, to bound
 GROUND_TRUTH_POSITIVE, GROUND_TRUTH_NEGATIVE = POSITIVE_VALUES, (NEGATIVE,)
 
 
-def classify(labeled, label_column, unlabeled_csv):
-    """Score every pool X-ray that is not labelled, with the cosine classifier built from the labelled ones.
+def classify(labeled, label_column, unlabeled_csv, classifier=COSINE):
+    """Score every pool X-ray that is not labelled, with the classifier built from the labelled ones.
 
     Args:
         labeled: CSV path or DataFrame of the labelled X-rays: ``Path`` (as in the pool) and
@@ -39,10 +42,14 @@ def classify(labeled, label_column, unlabeled_csv):
         label_column: the finding that was labelled, e.g. "Edema".
         unlabeled_csv: the pool CSV; the embeddings of every X-ray, labelled or not, come from the
             HDF5 beside it.
+        classifier: one of models.classifiers.CLASSIFIERS; 'cosine' (the paper's) by default. The
+            transductive ones ('label-spreading', 'self-training') use every unlabelled X-ray of the pool.
 
     Returns:
         DataFrame of the pool's other rows, in pool order, with all their columns plus ``score``.
     """
+    if classifier not in CLASSIFIERS:
+        raise UserError(f"classifier: unknown classifier {classifier!r}; valid: {', '.join(CLASSIFIERS)}")
     pool = load_pool(unlabeled_csv)
     if SCORE_COLUMN in pool.frame.columns:
         raise UserError(f"{unlabeled_csv}: already has a column '{SCORE_COLUMN}', which classification adds; "
@@ -53,10 +60,16 @@ def classify(labeled, label_column, unlabeled_csv):
     rest = np.setdiff1d(np.arange(len(pool)), labeled_rows)  # pool order
     if not len(rest):
         raise UserError(f"{name}: every X-ray of {unlabeled_csv} is labelled; nothing is left to classify")
-    log.info("classifying %d X-ray(s) from %d labelled (%d positive, %d negative for %s)", len(rest),
-             len(labels), int(labels.sum()), int(len(labels) - labels.sum()), label_column)
+    log.info("classifying %d X-ray(s) from %d labelled (%d positive, %d negative for %s) with the %s classifier",
+             len(rest), len(labels), int(labels.sum()), int(len(labels) - labels.sum()), label_column, classifier)
     predictions = pool.frame.iloc[rest].reset_index(drop=True)
-    predictions[SCORE_COLUMN] = cosine_scores(pool.embeddings[labeled_rows], labels, pool.embeddings[rest])
+    if classifier == COSINE:
+        predictions[SCORE_COLUMN] = cosine_scores(pool.embeddings[labeled_rows], labels, pool.embeddings[rest])
+    else:  # the rest of the pool is both what is scored and, for the transductive ones, the unlabelled set
+        scores = make_classifier(classifier)(torch.from_numpy(pool.embeddings[labeled_rows])[None],
+                                             torch.from_numpy(labels)[None],
+                                             torch.from_numpy(pool.embeddings[rest])[None])  # (1, rest)
+        predictions[SCORE_COLUMN] = scores[0].numpy()
     return predictions
 
 

@@ -99,7 +99,7 @@ def select(pool_csv, checkpoint=None, k=None, method=MEDSELECT, selection=None, 
         if no_gain:
             log.warning("WARNING: %s: %s", checkpoint, no_gain)
         inputs = selector_inputs(pool, config["USE_ASL"])[candidates]  # (N, D [+3])
-        selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint)
+        selector = selector_from_checkpoint(stored, inputs.shape[1], checkpoint, config)
         trained_size = config["UNLABELED_POOL_SIZE"]
         if len(candidates) > trained_size:
             log.info("pool of %d X-rays, larger than the %d the selector was trained on: strategy '%s'",

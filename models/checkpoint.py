@@ -18,7 +18,11 @@ import torch
 
 from data.asl import ASL_SIZE
 from data.embedding_origin import ORIGIN_KEY, origin_from_dict
+from models.attention_selector import ATTENTION_HEADS, AttentionSelector
+from models.attention_selector import INPUT_WEIGHT as ATTENTION_INPUT_WEIGHT
 from models.lstm_selector import LSTMSelector
+from models.pool_features import POOL_FEATURE_SIZE
+from models.selector import pool_features_of
 from utils.atomic import atomic_torch_save
 from utils.config import default_config, with_all_conditions
 from utils.errors import UserError
@@ -54,7 +58,7 @@ def load_checkpoint(path):
     state = checkpoint.get("model_state_dict") if isinstance(checkpoint, dict) else None
     if isinstance(state, dict):
         state = checkpoint["model_state_dict"] = _without_data_parallel_prefix(state, path)
-    if not isinstance(state, dict) or LSTM_INPUT_WEIGHT not in state:
+    if not isinstance(state, dict) or (LSTM_INPUT_WEIGHT not in state and ATTENTION_INPUT_WEIGHT not in state):
         raise UserError(f"{path}: not a MedSelect selector checkpoint (expected 'model_state_dict' "
                         f"with '{LSTM_INPUT_WEIGHT}')")
     return checkpoint
@@ -112,24 +116,31 @@ def checkpoint_training_csv(checkpoint, path):
     return entry.get("csv") if isinstance(entry, dict) else entry
 
 
-def selector_from_checkpoint(checkpoint, input_size, path):
-    """An LSTMSelector with the checkpoint's weights and shape, refusing one made for another input size.
+def selector_from_checkpoint(checkpoint, input_size, path, config=None):
+    """The checkpoint's selector (LSTMSelector or AttentionSelector, read from its parameter names) with its
+    weights and shape, refusing one made for another input size.
 
-    The hidden size, the number of layers and the input size are read from the weights; every
-    parameter must be present with the shape they imply, and nothing else may be there.
-    ``input_size`` is what the data gives (embedding size, + 3 with USE_ASL).
+    The sizes are read from the weights; every parameter must be present with the shape they imply, and
+    nothing else may be there. ``input_size`` is what the data gives (embedding size, + 3 with USE_ASL);
+    ``config`` (default: the checkpoint's, constants.py's for the original's) says whether the selector
+    appends the pool features (POOL_FEATURES), which a checkpoint without that setting does not.
     """
-    selector = _selector_shaped_like(checkpoint["model_state_dict"], path)
-    stored_input_size = selector.input_size
+    config = checkpoint_config(checkpoint) if config is None else config
+    state = checkpoint["model_state_dict"]
+    features_of = pool_features_of(config, input_size)
+    selector = (_attention_shaped_like(state, path, features_of) if ATTENTION_INPUT_WEIGHT in state
+                else _selector_shaped_like(state, path, features_of))
+    pool_note = f" + {POOL_FEATURE_SIZE} pool features" if features_of is not None else ""
+    stored_input_size = selector.data_input_size
     if stored_input_size != input_size:
-        raise UserError(f"{path}: selector was trained on inputs of size {stored_input_size}, but the data gives "
-                        f"{input_size} (embedding size, + {ASL_SIZE} with USE_ASL)"
+        raise UserError(f"{path}: selector was trained on inputs of size {stored_input_size}{pool_note}, but the "
+                        f"data gives {input_size}{pool_note} (embedding size, + {ASL_SIZE} with USE_ASL)"
                         + _asl_hint(stored_input_size, input_size, has_config=bool(checkpoint.get("config"))))
-    selector.load_state_dict(checkpoint["model_state_dict"])
+    selector.load_state_dict(state)
     return selector
 
 
-def _selector_shaped_like(state, path):
+def _selector_shaped_like(state, path, features_of=None):
     """An (untrained) LSTMSelector with the sizes of ``state``, after checking every name and shape."""
     weight = state[LSTM_INPUT_WEIGHT]
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[0] % 4:
@@ -137,7 +148,29 @@ def _selector_shaped_like(state, path):
                         "input size)")
     hidden_size, input_size = weight.shape[0] // 4, weight.shape[1]
     num_layers = sum(1 for name in state if name.startswith("LSTM.weight_ih_l") and not name.endswith("_reverse"))
-    expected = LSTMSelector(input_size, hidden_size=hidden_size, num_layers=num_layers)
+    expected = LSTMSelector(input_size, hidden_size=hidden_size, num_layers=num_layers, pool_features_of=features_of)
+    _check_parameters(state, expected, path, "a MedSelect BiLSTM selector",
+                      f"a BiLSTM selector with input size {input_size} and hidden size {hidden_size} (read from "
+                      f"{LSTM_INPUT_WEIGHT})")
+    return expected
+
+
+def _attention_shaped_like(state, path, features_of=None):
+    """An (untrained) AttentionSelector with the sizes of ``state`` (SELECTOR=attention), after the same checks."""
+    weight = state[ATTENTION_INPUT_WEIGHT]
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[0] % ATTENTION_HEADS:
+        raise UserError(f"{path}: {ATTENTION_INPUT_WEIGHT} has shape {_shape(weight)}, expected (width, input size)")
+    width, input_size = weight.shape
+    num_layers = sum(1 for name in state if name.startswith("encoder.layers.") and name.endswith("in_proj_weight"))
+    expected = AttentionSelector(input_size, width=width, num_layers=num_layers, pool_features_of=features_of)
+    _check_parameters(state, expected, path, "a MedSelect attention selector",
+                      f"an attention selector with input size {input_size} and width {width} (read from "
+                      f"{ATTENTION_INPUT_WEIGHT})")
+    return expected
+
+
+def _check_parameters(state, expected, path, what, shaped):
+    """Every parameter of ``expected`` in ``state`` with its shape, and nothing else: else a UserError."""
     wanted = expected.state_dict()
     unexpected = [name for name in state if name not in wanted]
     missing = [name for name in wanted if name not in state]
@@ -145,14 +178,12 @@ def _selector_shaped_like(state, path):
         problems = ([f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}"]
                     if unexpected else []) + ([f"missing {', '.join(missing[:4])}"
                                                f"{' ...' if len(missing) > 4 else ''}"] if missing else [])
-        raise UserError(f"{path}: not the parameters of a MedSelect BiLSTM selector ({'; '.join(problems)})")
+        raise UserError(f"{path}: not the parameters of {what} ({'; '.join(problems)})")
     wrong = [f"{name} is {_shape(state[name])}, expected {_shape(value)}" for name, value in wanted.items()
              if _shape(state[name]) != _shape(value)]
     if wrong:
-        raise UserError(f"{path}: parameter shapes do not fit a BiLSTM selector with input size {input_size} and "
-                        f"hidden size {hidden_size} (read from {LSTM_INPUT_WEIGHT}): {'; '.join(wrong[:3])}"
+        raise UserError(f"{path}: parameter shapes do not fit {shaped}: {'; '.join(wrong[:3])}"
                         f"{' ...' if len(wrong) > 3 else ''}")
-    return expected
 
 
 def _shape(value):

@@ -18,7 +18,7 @@ class MeanSimilarityClassifier(nn.Module):
 
     The means run over the K selected slots, so an X-ray selected twice counts
     twice. A task with no selected positive (or negative) gets 0 for that mean;
-    this is reported once per classifier, not once per task. No training, no
+    the tasks are counted over every call and reported once, at report_missing_classes(). No training, no
     parameters; batched over tasks.
     """
 
@@ -28,7 +28,8 @@ class MeanSimilarityClassifier(nn.Module):
             raise ValueError(f"mode must be 'cosine' or 'euclidean', got {mode!r}")
         self.mode = mode
         self._warned_empty_class = False
-        self._pending_empty_class = None  # (2,) device tensor of tasks still to report, on GPUs
+        self._pending_empty_class = None  # (2,) device tensor: tasks without a positive, without a negative
+        self._tasks_counted = 0  # tasks scored since the last report_missing_classes()
 
     def forward(self, selected, selected_labels, query):
         """selected (B, K, D), selected_labels (B, K) in {0, 1}, query (B, Q, D) -> scores (B, Q)."""
@@ -51,22 +52,22 @@ class MeanSimilarityClassifier(nn.Module):
     def _note_missing_classes(self, num_positive, num_negative):
         if self._warned_empty_class:
             return
+        # Counted over every call until report_missing_classes() (reading it here would also stall a GPU), so
+        # that the count reported covers every task seen, not the first batch's.
         missing = torch.stack([(num_positive == 0).sum(), (num_negative == 0).sum()])
-        if missing.device.type == "cpu":
-            self._pending_empty_class = missing
-            self.report_missing_classes()
-        else:  # reading the count would stall the GPU; it is reported at the next report_missing_classes()
-            self._pending_empty_class = missing if self._pending_empty_class is None \
-                else self._pending_empty_class + missing
+        self._tasks_counted += len(num_positive)  # a shape: known on the host without waiting for the device
+        self._pending_empty_class = missing if self._pending_empty_class is None \
+            else self._pending_empty_class + missing
 
     def report_missing_classes(self):
         """Log, once per classifier, if some task had no selected positive or no selected negative."""
         if self._warned_empty_class or self._pending_empty_class is None:
             return
-        no_positive, no_negative = self._pending_empty_class.tolist()
+        no_positive, no_negative = (int(n) for n in self._pending_empty_class.tolist())
+        tasks, self._tasks_counted = self._tasks_counted, 0
         self._pending_empty_class = None
         if no_positive or no_negative:
             self._warned_empty_class = True
-            log.warning("%d task(s) had no selected positive and %d no selected negative; "
+            log.warning("of %d task(s), %d had no selected positive and %d no selected negative; "
                         "the missing class's mean similarity counts as 0 (reported once)",
-                        no_positive, no_negative)
+                        tasks, no_positive, no_negative)

@@ -42,14 +42,21 @@ def test_matches_plain_loop_with_repeats_and_an_empty_class(mode):
     np.testing.assert_allclose(ours, loop_scores(selected, labels, query, mode), rtol=1e-6, atol=1e-9)
 
 
-def test_empty_class_warns_once(caplog):
+def test_empty_class_counted_over_every_call_and_reported_once(caplog):
+    """Nothing is logged until report_missing_classes(); then one line counts the tasks of every call."""
     classifier = MeanSimilarityClassifier()
     selected, query = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
     no_positive = torch.zeros(2, 3, dtype=torch.long)
+    both = torch.tensor([[1, 0, 0], [0, 0, 0]])  # one task without a positive
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
         classifier(selected, no_positive, query)
+        classifier(selected, both, query)
+        assert not [r for r in caplog.records if "no selected positive" in r.message]
+        classifier.report_missing_classes()
         classifier(selected, no_positive, query)
-    assert len([r for r in caplog.records if "no selected positive" in r.message]) == 1
+        classifier.report_missing_classes()
+    lines = [r.getMessage() for r in caplog.records if "no selected positive" in r.message]
+    assert len(lines) == 1 and lines[0].startswith("of 4 task(s), 3 had no selected positive and 0 no selected")
 
 
 def test_unknown_mode_refused():

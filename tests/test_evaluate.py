@@ -17,6 +17,7 @@ from evaluation import meta_test
 from data.tasks import HELD_OUT_TEST_STREAM, TEST_STREAM, FixedTaskSet, TaskSampler, TaskShape
 from data.xray_table import load_xray_table
 from evaluation import curves
+from evaluation.classifier_comparison import CLASSIFIER_FILES
 from models.baselines import select_baseline
 from tests.evaluate_helpers import DIM, SETTINGS, write_checkpoint, write_test_split
 from utils.config import apply_overrides, default_config
@@ -51,7 +52,7 @@ def full_run(data):
 def test_outputs_and_configuration_from_checkpoint(full_run):
     out, summary = full_run["out"], full_run["summary"]
     for name in evaluate.RESULT_FILES:
-        assert os.path.isfile(os.path.join(out, name)) == (name not in curves.CURVE_FILES), name
+        assert os.path.isfile(os.path.join(out, name)) == (name not in curves.CURVE_FILES + CLASSIFIER_FILES), name
     for name in ("auroc_by_condition.png", "selection_analysis.png"):
         with open(os.path.join(out, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -18,6 +18,11 @@ DERIVED = "ALL_COND"  # NON_HOLD_OUT + HOLD_OUT, never set on its own
 # The keys are engine.py's SAMPLE and TOPK, written out because utils/ imports nothing above it
 # (tests/test_run_selector.py checks that they stay engine's modes of run_selector.VALIDATION_MODES).
 BEST_CHECKPOINT_COLUMNS = {"sample": "val_auroc", "topk": "val_topk_auroc"}
+# The choices of the selector options, written out for the same reason (tests/test_selector_options.py checks
+# them against models/selector.py's and engine.py's names).
+SELECTOR_CHOICES = ("lstm", "attention")
+POLICY_CHOICES = ("multinomial", "distinct")
+REWARD_BASELINE_CHOICES = ("random", "leave-one-out")
 
 
 def default_config():
@@ -114,6 +119,13 @@ def validate_config(config):
     require(config["BEST_CHECKPOINT_BY"] in BEST_CHECKPOINT_COLUMNS,
             f"BEST_CHECKPOINT_BY must be one of {', '.join(BEST_CHECKPOINT_COLUMNS)}, got "
             f"{config['BEST_CHECKPOINT_BY']!r}")
+    for name, choices in (("SELECTOR", SELECTOR_CHOICES), ("POLICY", POLICY_CHOICES),
+                          ("REWARD_BASELINE", REWARD_BASELINE_CHOICES)):
+        require(config[name] in choices, f"{name} must be one of {', '.join(choices)}, got {config[name]!r}")
+    require(config["SAMPLES_PER_TASK"] >= 1, f"SAMPLES_PER_TASK must be at least 1, got {config['SAMPLES_PER_TASK']}")
+    require(config["REWARD_BASELINE"] != "leave-one-out" or config["SAMPLES_PER_TASK"] >= 2,
+            "REWARD_BASELINE=leave-one-out needs SAMPLES_PER_TASK of at least 2 (the baseline of a draw is the mean "
+            "reward of the task's other draws)")
     require(config["LEARNING_RATE"] > 0, f"LEARNING_RATE must be positive, got {config['LEARNING_RATE']}")
     # HOLD_OUT may be empty: a dataset with one condition has nothing to hold out.
     require(len(config["NON_HOLD_OUT"]) > 0, "NON_HOLD_OUT must name at least one condition (the conditions of "
