@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA := demo_data
 DEMO_RUNS := demo_runs
 
-.PHONY: demo test venv clean-demo gpu-check
+.PHONY: demo test venv clean-demo gpu-check docs-numbers
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ DEMO_TRAINING := --set NUM_META_TRAIN_TASKS=720 --set NUM_EPOCHS=1 --set BATCH_S
 DEMO_METHODS := medselect-sample,medselect-topk,medselect-untrained,random,kmedoids,kmedoids-fasterpam,typiclust,probcover,coreset
 DEMO_LABEL := Edema
 DEMO_BEST := $(DEMO_RUN)/best.pt
+# Empty: the demo changes nothing in the repository. `make demo DOCS_RESULTS=docs/results` also writes the
+# fragments docs/evaluation.md quotes (then `make docs-numbers` copies them into the page).
+DOCS_RESULTS ?=
 # The tiny tasks' tensor operations run in one thread: never slower than two in our measurements, and
 # 4-7 times faster than two when other jobs share the cores (measured for run_selector.py and evaluate.py).
 # Embedding (large convolutions) keeps torch's default.
@@ -77,10 +80,14 @@ demo: venv
 	done
 	$(ONE_THREAD) $(PY) scripts/demo_report.py --images_csv $(DEMO_IMAGES)/CheXpert-v1.0-small/train.csv --run $(DEMO_RUN) \
 	    --evaluation $(DEMO_TEST) --own_xrays $(DEMO_OWN) --pool $(DEMO_POOL).csv --label_column $(DEMO_LABEL) \
-	    --out $(DEMO_RUNS)/demo_summary.md
+	    --out $(DEMO_RUNS)/demo_summary.md $(if $(DOCS_RESULTS),--docs_results $(DOCS_RESULTS))
 
 test: venv $(VENV)/.installed-encoders
 	$(PY) -m pytest -q tests
+
+# Copy every docs/results/NAME.md fragment into the pages that quote it (README.md, docs/*.md).
+docs-numbers: venv
+	$(PY) scripts/docs_numbers.py
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_RUNS)

@@ -17,6 +17,7 @@ from medselect.classification import BOOTSTRAP_RESAMPLES, classify, ground_truth
 from medselect.output import sidecar_path, write_csv, write_sidecar
 from models.classifiers import CLASSIFIERS, DEFAULT_CLASSIFIER
 from utils.errors import UserError, run_cli
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.output_location import check_output_file
 
@@ -26,7 +27,7 @@ log = logging.getLogger(LOGGER_NAME)
 def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Score every unlabelled X-ray of a pool with the classifier built from the labelled ones.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--labeled", required=True,
                         help="CSV of labelled X-rays: Path (as in the pool) and --label_column with 1 or 0")
     parser.add_argument("--label_column", required=True, help="the labelled finding, e.g. Edema")

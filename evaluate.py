@@ -39,10 +39,10 @@ import contextlib
 import os
 
 
-from data.conditions import NOT_CONDITIONS, parse_condition_map, rename_conditions, suggestion
+from data.conditions import NOT_CONDITIONS, evaluation_suggestion, parse_condition_map, rename_conditions
 from data.csv_hdf5 import read_csv
 from data.embedding_origin import check_same_encoder
-from data.provenance import dataset_of, is_transfer, provenance_line, training_dataset
+from data.provenance import dataset_of, found_moved, is_transfer, provenance_line, training_dataset
 from data.xray_table import load_xray_table
 from engine import SAMPLE, SELECTION_MODES
 from evaluation import curves
@@ -55,8 +55,8 @@ from evaluation.references import REFERENCES, evaluate_references, with_referenc
 from evaluation.report import markdown_report, per_task_csv
 from evaluation.selection_analysis import QUANTITIES, read_demographics
 from models.baselines import BASELINE_METHODS
-from models.checkpoint import (checkpoint_config, checkpoint_origin, checkpoint_seed, checkpoint_training_csv,
-                               load_checkpoint)
+from models.checkpoint import (TRAINING_DATA, TRAINING_POSITIVES, checkpoint_config, checkpoint_in,
+                               checkpoint_origin, checkpoint_seed, checkpoint_training_csv, load_checkpoint)
 from models.classifiers import CLASSIFIERS, COSINE
 from models.encoders.trained_labels import leakage_warning, unknown_labels_note
 from utils import plots
@@ -65,6 +65,7 @@ from utils.config import apply_overrides, default_config
 from utils.csv_text import csv_text
 from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import setup_logging
 from utils.output_location import check_output_location, refuse_replacing
 from utils.staging import remove_stale_staging, staged_result
@@ -83,10 +84,10 @@ def get_args_parser():
         description="Compare MedSelect with baseline selections on identical meta-test tasks, for conditions "
                     "seen in meta-training and held out. Task shape and K come from the checkpoint's stored "
                     "configuration (constants.py defaults for the original's checkpoints) unless --set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--checkpoint", default=None,
-                        help="selector checkpoint of run_selector.py (or the original code); required with "
-                             "the medselect methods")
+                        help="selector checkpoint of run_selector.py (or the original code), or a run folder "
+                             "(its best.pt); required with the medselect methods")
     parser.add_argument("--test_pos_csv", required=True,
                         help="meta-test positives (embeddings in the .hdf5 of the same name beside it)")
     parser.add_argument("--test_norm_csv", required=True, help="meta-test normals")
@@ -138,6 +139,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    args.checkpoint = checkpoint_in(args.checkpoint)  # a run folder means its best.pt
     with contextlib.ExitStack() as on_exit:  # releases the --out folder's lock however the evaluation ends
         return compare_methods(args, on_exit)
 
@@ -187,11 +189,23 @@ def compare_methods(args, on_exit):
     selectors = {m: selector.to(device).eval() for m, selector in selectors.items()}
     num_tasks = args.num_tasks or config["NUM_META_TEST_TASKS"]
     points_by_shape = curves.by_task_shape(points)  # the points that share their tasks: they differ in K only
-    task_sets = {shape: meta_test_tasks(table, groups, shape, args.seed, num_tasks) for shape in points_by_shape}
+    if checkpoint is None:
+        log.info("no --checkpoint: the task size is constants.py's: %s", TASK_SIZE_SETTINGS.format(**config))
+    try:
+        task_sets = {shape: meta_test_tasks(table, groups, shape, args.seed, num_tasks) for shape in points_by_shape}
+    except UserError as err:
+        if checkpoint is not None:
+            raise
+        raise UserError(f"{err}; without --checkpoint the task size is constants.py's "
+                        f"({TASK_SIZE_SETTINGS.format(**config)}): set one that fits, e.g. --set "
+                        "UNLABELED_POOL_SIZE=... --set QUERY_SET_SIZE=... --set K=...") from None
     demographics = read_demographics(args.test_pos_csv, args.test_norm_csv) if args.analysis else None
     datasets = {"trained_on": training_dataset(checkpoint_training_csv(checkpoint, args.checkpoint),
                                                checkpoint.get("config") is None) if checkpoint else None,
                 "tested_on": dataset_of(args.test_pos_csv)}
+    if checkpoint:  # a moved or copied project is the same dataset: decided by the recorded content
+        datasets["trained_on"] = found_moved(datasets["trained_on"], (checkpoint.get(TRAINING_DATA) or {}).get(
+            TRAINING_POSITIVES), datasets["tested_on"])
     if absent:
         log.info("%s has no column for %s: evaluating the conditions it has", args.test_pos_csv,
                  ", ".join(f"{c!r} ({setting})" for c, setting in absent.items()))
@@ -297,6 +311,9 @@ def one_evaluation_results(evaluation, methods, num_tasks, args, analysed, demog
         wasserstein = {r["quantity"]: r["wasserstein"] for r in analysis_rows if r["group"] == plotted}
         figures["selection_analysis.png"] = plots.selection_histograms(
             values, {q: QUANTITIES[q] for q in QUANTITIES if q in wasserstein}, wasserstein)
+        report += (f"\nSelection analysis ({' vs. '.join(analysed)}: distances among the selected embeddings, "
+                   "fraction positive, age, sex, view; Wasserstein distances): selection_analysis.csv and "
+                   f"selection_analysis.png in {args.out}\n")
     return report, files, figures, rows, analysis_rows
 
 
@@ -321,6 +338,9 @@ def curve_results(sweep, evaluations, methods, num_tasks, groups, args):
              "per_task.csv": per_task_csv([(e.value, e.outcome, e.task_sets) for e in evaluations],
                                           [*methods, *REFERENCES], sweep.parameter)}
     return report, files, figures, rows
+
+
+TASK_SIZE_SETTINGS = "UNLABELED_POOL_SIZE={UNLABELED_POOL_SIZE}, QUERY_SET_SIZE={QUERY_SET_SIZE}, K={K}"
 
 
 def parse_methods(text):
@@ -367,11 +387,11 @@ def parse_conditions(text, config, columns, csv_path, condition_map=None):
                                 f"so there is no {group} condition to evaluate")
             if explicit_groups and not kept:
                 raise UserError(f"--conditions {group}: none of {GROUPS[group]} ({', '.join(wanted[group])}) is a "
-                                f"column of {csv_path}; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+                                f"column of {csv_path}; {evaluation_suggestion(read_csv(csv_path))}")
         groups = {group: kept for group, kept in groups.items() if kept}
         if not groups:
             raise UserError(f"{csv_path}: none of the checkpoint's conditions ({', '.join(config['ALL_COND'])}) is "
-                            f"a column; {suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+                            f"a column; {evaluation_suggestion(read_csv(csv_path))}")
         return groups, absent
     group_of = {c: group for group, key in GROUPS.items() for c in config[key]}
     renamed = [n for n in names if n not in group_of and n in (condition_map or {})]
@@ -387,7 +407,7 @@ def parse_conditions(text, config, columns, csv_path, condition_map=None):
     missing = [n for n in names if n not in columns]
     if missing:
         raise UserError(f"--conditions: {csv_path} has no column for {', '.join(repr(n) for n in missing)}; "
-                        f"{suggestion(read_csv(csv_path), config['HOLD_OUT'])}")
+                        f"{evaluation_suggestion(read_csv(csv_path))}")
     group_of.update(dict.fromkeys(other_columns, "unseen"))
     return {group: [n for n in dict.fromkeys(names) if group_of[n] == group]
             for group in GROUPS if any(group_of[n] == group for n in names)}, {}

@@ -44,6 +44,7 @@ from data.validation_overlap import crowded_validation_warning
 from utils.atomic import atomic_write_json, atomic_write_text
 from utils.config import CONDITION_SETTINGS, apply_overrides, default_config, overridden_names
 from utils.errors import UserError, run_cli
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.output_location import check_output_location, refuse_replacing
 
@@ -61,7 +62,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Split a chest X-ray dataset by patient into the positive and normal CSVs of each split "
                     "(train, val, test) that xray_to_hdf5.py and run_selector.py read.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--format", default="chexpert", metavar="|".join(FORMATS),
                         help="layout of the dataset's files: chexpert (CheXpert's train.csv, or your own CSV in its "
                              "columns), nih (ChestX-ray14's Data_Entry_2017.csv), mimic (MIMIC-CXR-JPG's "

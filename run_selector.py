@@ -41,6 +41,7 @@ from utils.config import BEST_CHECKPOINT_COLUMNS, apply_overrides, default_confi
 from utils.csv_text import csv_text
 from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import ORIGINAL_LINE, setup_logging
 from utils.output_location import check_output_location
 from utils.progress import progress_bar
@@ -73,7 +74,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Meta-train the MedSelect selector (BiLSTM + REINFORCE). Hyperparameters come from "
                     "constants.py; override them for one run with --set NAME=VALUE.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     data = parser.add_argument_group("data (each CSV needs its embeddings in the .hdf5 file of the same name beside it)")
     data.add_argument("--train_pos_csv", required=True, help="meta-train X-rays positive for at least one condition")
     data.add_argument("--train_norm_csv", required=True, help="meta-train X-rays with No Finding")

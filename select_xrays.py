@@ -14,7 +14,8 @@ from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_PO
                                  SELECTIONS, select)
 from models.blocked_baselines import CLARA_SAMPLE_SIZE, CLARA_SAMPLES, KMEDOIDS_EXACT_MAX
 from models.pool_blocks import DENSE_POOL_MAX
-from utils.errors import run_cli
+from utils.errors import UserError, run_cli
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.memory import parse_size
 from utils.output_location import check_output_file
@@ -42,8 +43,8 @@ BASELINE_ALGORITHMS = f"""label-free baselines (--method) and the algorithm each
   Measured times and memory: docs/performance.md; details: docs/own_xrays.md."""
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the options' help, and the epilog's table as written."""
+class HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each default stated once (utils/help_format.py), and the epilog's table as written."""
 
 
 def get_args_parser():
@@ -89,8 +90,19 @@ def get_args_parser():
     return parser
 
 
+# The options that shape the trained selector's choice: meaningless with a label-free --method.
+SELECTOR_ONLY = ("selection", "large_pool")
+
+
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    parser.set_defaults(**dict.fromkeys(SELECTOR_ONLY))  # None: not given (the documented defaults apply)
+    args = parser.parse_args(argv)
+    given = [name for name in SELECTOR_ONLY if getattr(args, name) is not None]
+    if args.method != MEDSELECT and given:
+        raise UserError(f"--{given[0]} applies to --method {MEDSELECT} only (the trained selector's choice); "
+                        f"--method {args.method} does not use it: leave it out")
+    args.large_pool = args.large_pool or DEFAULT_LARGE_POOL  # selection None: select() picks the checkpoint's mode
     setup_logging()
     check_output_file(args.out, "--out", {"--pool_csv": ("pool", args.pool_csv), "--exclude": ("exclude", args.exclude),
                                           "--checkpoint": ("checkpoint", args.checkpoint)}, overwrite=args.overwrite)

@@ -36,6 +36,7 @@ from utils.device import set_fp32_arithmetic
 from utils.distributed import Ranks
 from utils.errors import UserError, run_cli, sigterm_as_ctrl_c
 from utils.hashing import file_sha256
+from utils.help_format import DefaultsHelpFormatter
 from utils.logs import LOGGER_NAME, setup_logging
 from utils.output_location import check_output_file
 
@@ -56,7 +57,7 @@ def get_args_parser():
                     "float32, rows x D) with an image encoder: the query encoder of a MoCo-CXR checkpoint without "
                     "its head (the default, as the paper), a torchxrayvision model or a timm backbone "
                     "(docs/embedding.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument("-d", "--data", required=True, help="input CSV, one X-ray per row, image file in column 'Path'")
     parser.add_argument("-o", "--output_path", required=True,
                         help="output HDF5; run_selector.py expects it beside the CSV with the same name (x.csv -> x.hdf5)")

@@ -56,6 +56,7 @@ from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from models.random_weights import moco_checkpoint, write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
+from utils.results_fragment import command_line, machine_description, recorded_stdout, write_fragment  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
 FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image
@@ -112,6 +113,9 @@ def get_args_parser():
                              "(no value: uncompressed); synthetic images only")
     parser.add_argument("--fragment", default=os.path.join(ROOT, "docs", "results", "embed_dicom.md"),
                         help="--dicom: markdown fragment for the docs (default docs/results/embed_dicom.md)")
+    parser.add_argument("--docs_fragment", metavar="FILE",
+                        help="also write the printed tables as a docs fragment (docs/results/embed.md for "
+                             "docs/performance.md; then make docs-numbers). Default: none")
     return parser
 
 
@@ -516,5 +520,17 @@ def fmt_load(load):
     return ", ".join(f"{x:.2f}" for x in load)
 
 
+def main_writing_fragment(argv=None):
+    """main(), and with --docs_fragment its printed tables and load averages as a docs fragment."""
+    args = get_args_parser().parse_args(argv)
+    with recorded_stdout() as printed:
+        main(argv)
+    if args.docs_fragment:
+        report = printed.getvalue().split("results saved")[0]
+        report = report[report.index("| stage"):].strip()
+        write_fragment(args.docs_fragment, report, command_line("bench/embed.py", argv),
+                       machine_description(args.device or "cpu"))
+
+
 if __name__ == "__main__":
-    main()
+    main_writing_fragment()

@@ -45,6 +45,7 @@ from models.checkpoint import (LAST_CHECKPOINT, checkpoint_config, load_checkpoi
                                selector_from_checkpoint)
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
+from utils.results_fragment import command_line, machine_description, write_fragment  # noqa: E402
 from utils.seeding import SELECT_XRAYS, derived_seed  # noqa: E402
 from utils.stats import mean_with_ci, paired_difference  # noqa: E402
 
@@ -76,11 +77,15 @@ def get_args_parser():
     parser.add_argument("--num_tasks", type=int, default=200, help="tasks per pool size and group (default 200)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, training, tasks and selections (default 0)")
+    parser.add_argument("--docs_fragment", metavar="FILE",
+                        help="also write the report and the run time as a docs fragment (docs/results/"
+                             "large_pool_strategy.md for docs/own_xrays.md; then make docs-numbers). Default: none")
     return parser
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    run_started = time.time()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     data = prepare_data(args)
     checkpoint_path = args.checkpoint or train_selector(args, data)
@@ -115,6 +120,11 @@ def main(argv=None):
                    "per_task": {f"{size}/{group}": {m: v.tolist() for m, v in scores.items()}
                                 for (size, group), scores in per_task.items()}}, f, indent=1)
     print(report)
+    if args.docs_fragment:
+        minutes, seconds = divmod(round(time.time() - run_started), 60)
+        took = f"The whole run (data, training, {len(multiples)} pool sizes) took {minutes} min {seconds} s."
+        write_fragment(args.docs_fragment, f"{report}\n{took}", command_line("bench/large_pool_strategy.py", argv),
+                       machine_description())
 
 
 def prepare_data(args):

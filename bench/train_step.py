@@ -37,6 +37,7 @@ from models.selector import build_selector, parameter_count  # noqa: E402
 from utils.config import apply_overrides, default_config  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
+from utils.results_fragment import command_line, machine_description, recorded_stdout, write_fragment  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]
@@ -64,6 +65,9 @@ def get_args_parser():
                              "bench/results/train_step_options.json and docs/results/selector_step.md")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "train_step.json"),
                         help="JSON file for the results (default bench/results/train_step.json)")
+    parser.add_argument("--docs_fragment", metavar="FILE",
+                        help="also write the printed report as a docs fragment (docs/results/train_step.md for "
+                             "docs/performance.md; then make docs-numbers). Default: none")
     return parser
 
 
@@ -385,5 +389,17 @@ def main(argv=None):
     print(f"\nresults saved to {args.out}")
 
 
+def main_writing_fragment(argv=None):
+    """main(), and with --docs_fragment its printed report (from the table on) as a docs fragment."""
+    args = get_args_parser().parse_args(argv)
+    with recorded_stdout() as printed:
+        main(argv)
+    if args.docs_fragment:
+        report = printed.getvalue().split("\nresults saved")[0]
+        report = report[report.index("| part of one training step"):].strip()
+        write_fragment(args.docs_fragment, report, command_line("bench/train_step.py", argv),
+                       machine_description(args.device))
+
+
 if __name__ == "__main__":
-    main()
+    main_writing_fragment()

@@ -30,6 +30,7 @@ from data.tasks import VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape  
 from engine import evaluate_random_selection, evaluate_selector, select_from_logits, selection_auroc  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
+from utils.results_fragment import command_line, machine_description, write_fragment  # noqa: E402
 
 
 def get_args_parser():
@@ -46,6 +47,9 @@ def get_args_parser():
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "validation.json"),
                         help="JSON file for the results (default bench/results/validation.json)")
+    parser.add_argument("--docs_fragment", metavar="FILE",
+                        help="also write the table as a docs fragment (docs/results/validation.md for "
+                             "docs/training.md; then make docs-numbers). Default: none")
     return parser
 
 
@@ -89,18 +93,25 @@ def main(argv=None):
     random_ms = median_ms(lambda: evaluate_random_selection(classifier, table, task_set, args.k, args.batch, 0),
                           args.repeats, device)
     added_ms = both_ms - sample_ms
-    print("| meta-validation | ms | ms / task | vs. sample only |")
-    print("| --- | ---: | ---: | ---: |")
-    print(f"| sample only (before) | {sample_ms:.0f} | {sample_ms / args.val_tasks:.2f} | 1.00x |")
-    print(f"| sample + topk, one BiLSTM pass (now) | {both_ms:.0f} | {both_ms / args.val_tasks:.2f} | "
-          f"{both_ms / sample_ms:.2f}x |")
-    print(f"| topk's own work, the logits given | {topk_ms:.0f} | {topk_ms / args.val_tasks:.2f} | "
-          f"{topk_ms / sample_ms:.3f}x |")
-    print(f"| random selection (once per run) | {random_ms:.0f} | {random_ms / args.val_tasks:.2f} | "
-          f"{random_ms / sample_ms:.3f}x |")
-    print(f"\ntopk adds {added_ms:.0f} ms per validation ({100 * added_ms / sample_ms:+.1f} %; its own work "
-          f"{topk_ms:.0f} ms, {100 * topk_ms / sample_ms:.1f} %); the random baseline costs {random_ms:.0f} ms once "
-          "per run")
+    table = ["| meta-validation | ms | ms / task | vs. sample only |", "| --- | ---: | ---: | ---: |",
+             f"| sample only (before) | {sample_ms:.0f} | {sample_ms / args.val_tasks:.2f} | 1.00x |",
+             f"| sample + topk, one BiLSTM pass (now) | {both_ms:.0f} | {both_ms / args.val_tasks:.2f} | "
+             f"{both_ms / sample_ms:.2f}x |",
+             f"| topk's own work, the logits given | {topk_ms:.0f} | {topk_ms / args.val_tasks:.2f} | "
+             f"{topk_ms / sample_ms:.3f}x |",
+             f"| random selection (once per run) | {random_ms:.0f} | {random_ms / args.val_tasks:.2f} | "
+             f"{random_ms / sample_ms:.3f}x |"]
+    summary = (f"topk adds {added_ms:.0f} ms per validation ({100 * added_ms / sample_ms:+.1f} %; its own work "
+               f"{topk_ms:.0f} ms, {100 * topk_ms / sample_ms:.1f} %); the random baseline costs {random_ms:.0f} ms "
+               "once per run")
+    print("\n".join(table))
+    print(f"\n{summary}")
+    if args.docs_fragment:
+        write_fragment(args.docs_fragment,
+                       f"{args.val_tasks} validation tasks: pool {args.pool}, query {args.query}, K {args.k}, "
+                       f"D = {args.dim}, batch {args.batch}; medians of {args.repeats} repetitions.\n\n"
+                       + "\n".join(table) + f"\n\n{summary}.", command_line("bench/validation.py", argv),
+                       machine_description(device))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "sample_only_ms": sample_ms, "sample_and_topk_ms": both_ms,

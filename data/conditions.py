@@ -61,6 +61,19 @@ def suggestion(frame, hold_out_preference, available=None):
     return f"its condition columns fit: {set_line(non_hold_out, hold_out)}"
 
 
+def evaluation_suggestion(frame, available=None):
+    """For evaluate.py on a dataset whose columns are not the checkpoint's conditions: the ``--conditions``
+    words that evaluate the CSV's condition columns, which the selector never met (reported unseen).
+    A ``--set NON_HOLD_OUT=...`` there would report them as seen."""
+    columns = label_columns(frame) if available is None else list(available)
+    if not columns:
+        return ("it has no column of 1/0/-1 labels besides 'No Finding' to use as a condition (positives are 1, "
+                "or -1 for uncertain)")
+    return (f"its condition columns can be evaluated as conditions the selector never met (reported unseen): "
+            f"--conditions {shlex.quote(','.join(columns))}; or give a checkpoint condition's name in this dataset "
+            "with --condition_map OLD=NEW")
+
+
 def require_condition_columns(frame, conditions, source, hold_out_preference, purpose="named by NON_HOLD_OUT / "
                               "HOLD_OUT", available=None):
     """Refuse ``frame`` when it lacks a column for one of ``conditions``, suggesting the settings that fit it."""

@@ -7,6 +7,7 @@ says so in its results.
 """
 import os
 
+from utils.hashing import file_sha256
 from utils.json_files import read_json_object
 
 PREPARE_RECORD = "prepare_data.json"  # written by prepare_data.py beside the split CSVs
@@ -29,10 +30,27 @@ def training_dataset(csv_path, original_checkpoint):
     return dataset_of(csv_path)
 
 
+def found_moved(trained, record, tested):
+    """``trained`` (a training_dataset) with 'moved_to' = the test data's folder when the recorded training
+    folder is another one but the test folder holds the training CSV itself: a file of the same name and the
+    SHA-256 the checkpoint recorded (``record``: its data record of --train_pos_csv). A project that was moved
+    or copied is then still the same dataset, decided by content rather than by path."""
+    if not trained or "unknown" in trained or not isinstance(record, dict) or not record.get("csv_sha256") \
+            or trained["folder"] == tested["folder"]:
+        return trained
+    candidate = os.path.join(tested["folder"], os.path.basename(record["csv"]))
+    if os.path.isfile(candidate) and file_sha256(candidate) == record["csv_sha256"]:
+        return {**trained, "moved_to": tested["folder"]}
+    return trained
+
+
 def describe(dataset):
     """One line naming the dataset, e.g. '/data/nih (nih, from /downloads/nih/Data_Entry_2017.csv)'."""
     if "unknown" in dataset:
         return dataset["unknown"]
+    if dataset.get("moved_to"):
+        return (f"the test data's own dataset, moved or copied (recorded at {dataset['folder']}; its training CSV "
+                f"is in {dataset['moved_to']} with the same content)")
     if dataset["format"] is None:
         return dataset["folder"]
     source = f", from {dataset['source']}" if dataset["source"] else ""
@@ -44,7 +62,7 @@ def is_transfer(datasets, condition_map):
     split CSVs), or with renamed conditions; unknown training data is not called a transfer.
     datasets: {'trained_on': training_dataset or None, 'tested_on': dataset_of}."""
     trained = datasets["trained_on"]
-    return bool(condition_map) or bool(trained and trained.get("folder")
+    return bool(condition_map) or bool(trained and trained.get("folder") and not trained.get("moved_to")
                                        and trained["folder"] != datasets["tested_on"]["folder"])
 
 

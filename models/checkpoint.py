@@ -202,3 +202,14 @@ def _asl_hint(stored_input_size, input_size, has_config):
     if stored_input_size == input_size - ASL_SIZE:
         return "; the selector was trained without USE_ASL (embeddings only): leave USE_ASL off"
     return ""
+
+
+def checkpoint_in(path):
+    """``path`` itself, or for a run folder of run_selector.py its best checkpoint (DIR/best.pt)."""
+    if path and os.path.isdir(path):
+        best = os.path.join(path, BEST_CHECKPOINT)
+        if not os.path.isfile(best):
+            raise UserError(f"{path}: a folder without {BEST_CHECKPOINT} (not a finished run_selector.py run); "
+                            "give a checkpoint file")
+        return best
+    return path

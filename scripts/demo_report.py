@@ -6,7 +6,10 @@
 
 Reads only what the commands wrote (evaluate.py's results.csv, select_xrays.py's and
 classify_xrays.py's CSVs) and the synthetic truth (the images CSV's acquisition column, which no
-MedSelect command reads). Prints the summary and writes it to --out as Markdown.
+MedSelect command reads). Prints the summary and writes it to --out as Markdown. With --docs_results DIR it
+also writes the fragments docs/evaluation.md quotes (the results convention, utils/results_fragment.py):
+DIR/demo_table.md (the comparison and the meta-validation AUROCs), DIR/demo_own_xrays.md, and with
+--modes DIR/demo_selection_modes.md (evaluate.py's comparison of the selection modes).
 """
 import argparse
 import json
@@ -23,10 +26,15 @@ from data.synthetic_images import POOR_ACQUISITION_NOTE  # noqa: E402
 from evaluation.references import REFERENCES  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
 from utils.plots import CURVES_FILE  # noqa: E402
+from utils.results_fragment import machine_description, write_fragment  # noqa: E402
 
 TRAINED = ("medselect-sample", "medselect-topk")  # the trained selector's rows, compared with every other method
 GROUP_NAMES = {"seen": "seen", "unseen": "held out"}
 OWN_XRAYS_METHODS = ("medselect", "random")  # select_xrays.py --method, as the Makefile runs it
+MODES = ("medselect-sample", "medselect-sample-distinct", "medselect-topk", "medselect-untrained", "random")
+MODES_COMMAND = ("OMP_NUM_THREADS=1 python3 evaluate.py --checkpoint demo_runs/selector/best.pt "
+                 "--test_pos_csv demo_data/splits/test_pos.csv --test_norm_csv demo_data/splits/test_norm.csv "
+                 f"--methods {','.join(MODES)} --num_tasks 1000 --out demo_runs/test_modes")
 
 
 def get_args_parser():
@@ -40,6 +48,12 @@ def get_args_parser():
     parser.add_argument("--pool", required=True, help="the pool CSV (ground truth for --label_column)")
     parser.add_argument("--label_column", required=True, help="the finding labelled in the own-X-rays run")
     parser.add_argument("--out", required=True, help="Markdown file for the summary")
+    parser.add_argument("--docs_results", metavar="DIR",
+                        help="also write the docs fragments demo_table.md and demo_own_xrays.md to DIR (for the "
+                             "repository's docs: docs/results; then make docs-numbers). Default: none written")
+    parser.add_argument("--modes", metavar="EVALUATION",
+                        help="with --docs_results: the --out of evaluate.py run as in docs/evaluation.md's "
+                             "selection-mode comparison; writes DIR/demo_selection_modes.md")
     return parser
 
 
@@ -62,7 +76,64 @@ def main(argv=None):
     atomic_write_text(text, args.out)
     print(text)
     print(f"(this summary is also in {args.out})")
+    if args.docs_results:
+        write_docs_fragments(args, results, evaluation)
     return 0
+
+
+def write_docs_fragments(args, results, evaluation):
+    """The fragments docs/evaluation.md quotes, each naming the command that made its numbers."""
+    machine = machine_description()
+    table = comparison_table(results, evaluation)[2:]  # the table without the sentence that explains it
+    metrics = pd.read_csv(os.path.join(args.run, "metrics.csv"))
+    validation = (f"Meta-validation AUROC (`sample` mode, {args.run}/metrics.csv): "
+                  + ", ".join(f"{auroc:.3f}" for auroc in metrics["val_auroc"]) + " at steps "
+                  + ", ".join(str(step) for step in metrics["step"])
+                  + f"; `best.pt` is step {metrics.loc[metrics['val_auroc'].idxmax(), 'step']}'s.")
+    tasks = int(results[results["condition"] == "overall"]["num_tasks"].iloc[0])
+    write_fragment(os.path.join(args.docs_results, "demo_table.md"),
+                   f"Seed {evaluation.get('seed', 0)}; {tasks} tasks per group. Mean query AUROC [95 % bootstrap "
+                   "CI]; the last columns are paired differences on the same held-out tasks [95 % CI].\n\n"
+                   + "\n".join(table) + "\n\n" + validation, "make demo", machine)
+    write_fragment(os.path.join(args.docs_results, "demo_own_xrays.md"), "\n".join(own_xrays_lines(args)),
+                   "make demo", machine)
+    if args.modes:
+        with open(os.path.join(args.modes, "results.json")) as f:
+            modes_evaluation = json.load(f)
+        modes = pd.read_csv(os.path.join(args.modes, "results.csv"))
+        write_fragment(os.path.join(args.docs_results, "demo_selection_modes.md"),
+                       "\n".join(selection_modes_table(modes, modes_evaluation)), f"make demo; {MODES_COMMAND}",
+                       machine)
+
+
+def paired_difference(overall, group, first, second):
+    """'+0.012 [−0.003, +0.025]': first − second on the group's tasks, read from the row that pairs them."""
+    rows = overall[overall["group"] == group]
+    pair = rows[(rows["reference"] == first) & (rows["method"] == second)]
+    sign = 1
+    if pair.empty:
+        pair, sign = rows[(rows["reference"] == second) & (rows["method"] == first)], -1
+    diff, low, high = (sign * pair[["diff_vs_medselect", "diff_ci_low", "diff_ci_high"]].iloc[0]).tolist()
+    low, high = sorted((low, high))
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def selection_modes_table(results, evaluation):
+    """Markdown lines: each selection mode's mean AUROC per group and the paired differences between modes."""
+    overall = results[results["condition"] == "overall"]
+    tasks = int(overall["num_tasks"].iloc[0])
+    lines = [f"Seed {evaluation.get('seed', 0)}; {tasks} tasks per group; mean query AUROC, and paired "
+             "differences [95 % bootstrap CI]:", "",
+             "| group | `sample` (with replacement) | `sample-distinct` (select_xrays.py's `sample`) | `topk` | "
+             "untrained (`sample`) | `random` | `topk` − `sample-distinct` | `sample-distinct` − `sample` |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for group, name in (*GROUP_NAMES.items(), ("all", "all")):
+        rows = overall[overall["group"] == group]
+        means = [f"{rows[rows['method'] == method]['mean_auroc'].iloc[0]:.3f}" for method in MODES]
+        diffs = [paired_difference(overall, group, "medselect-topk", "medselect-sample-distinct"),
+                 paired_difference(overall, group, "medselect-sample-distinct", "medselect-sample")]
+        lines.append(f"| {name} | " + " | ".join(means + diffs) + " |")
+    return lines
 
 
 def comparison_table(results, evaluation):

@@ -33,12 +33,13 @@ from data.synthetic import ACQUISITION_COLUMN, POOR  # noqa: E402
 from data.synthetic_images import (IMAGE_SIZES, POOR_ACQUISITION_NOTE, POOR_FRACTION, SYNTHETIC_NOTE,  # noqa: E402
                                    write_chexpert_like_folder)
 from models.random_weights import calibrate_batch_norm, moco_checkpoint  # noqa: E402
+from utils.help_format import DefaultsHelpFormatter  # noqa: E402
 
 CALIBRATION_IMAGES = 64  # images whose statistics become the random encoder's batch-norm statistics
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--out", default="demo_data/chexpert", help="output folder (CheXpert-v1.0-small/ goes inside)")
     parser.add_argument("--patients", type=int, default=200, help="synthetic patients (1-2 studies, 1-2 views each)")
     parser.add_argument("--checkpoint", default=None,

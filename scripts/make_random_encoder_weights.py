@@ -24,7 +24,7 @@ from utils.errors import run_cli  # noqa: E402
 DEFAULT_TORCHXRAYVISION = ("densenet121-res224-all", "resnet50-res512-all")
 
 
-def main(argv=None):
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--torchxrayvision_dir", default=None, help="folder for torchxrayvision's files")
     parser.add_argument("--torchxrayvision_weights", nargs="+", default=list(DEFAULT_TORCHXRAYVISION),
@@ -32,6 +32,11 @@ def main(argv=None):
     parser.add_argument("--timm_model", default=None, help="timm model name, e.g. vit_small_patch16_224")
     parser.add_argument("--timm_file", default=None, help="file for the timm state dict")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights (default 0)")
+    return parser
+
+
+def main(argv=None):
+    parser = get_args_parser()
     args = parser.parse_args(argv)
     if (args.timm_model is None) != (args.timm_file is None):
         parser.error("--timm_model and --timm_file go together")

@@ -137,9 +137,10 @@ def test_evaluate_condition_errors_suggest_settings(test_data, tmp_path, capsys)
     out = tmp_path / "out"
     for extra, message in [
             (["--conditions", "unseen"], f"--conditions unseen: none of HOLD_OUT (Atelectasis, Edema) is a column of "
-                                         f"{no_held_out}; its condition columns fit: --set 'NON_HOLD_OUT="
-                                         "Consolidation,Lung Opacity,Pleural Effusion,Pneumothorax,Enlarged "
-                                         "Cardiomediastinum,Cardiomegaly' --set HOLD_OUT="),
+                                         f"{no_held_out}; its condition columns can be evaluated as conditions "
+                                         "the selector never met (reported unseen): --conditions 'Consolidation,"
+                                         "Lung Opacity,Pleural Effusion,Pneumothorax,Enlarged Cardiomediastinum,"
+                                         "Cardiomegaly'"),
             (["--conditions", "Edema"], f"--conditions: {no_held_out} has no column for 'Edema'")]:
         code, _, err = run_main(evaluate.main, evaluate_argv(test_data, no_held_out, out, *extra), capsys)
         assert code == 2 and err.count("\n") == 1 and message in err, err

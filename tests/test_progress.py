@@ -51,3 +51,20 @@ def test_bar_is_always_shown_and_redrawn_rarely_in_a_log_file(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     with progress_bar(total=3) as bar:
         assert bar.mininterval == TERMINAL_INTERVAL
+
+
+@pytest.mark.parametrize("stream", ["stderr", "stdout"])
+def test_logged_lines_do_not_redraw_the_bar_in_a_log_file(monkeypatch, stream):
+    out, err = io.StringIO(), io.StringIO()  # both redirected to files
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    log = setup_logging()
+    with progress_bar(total=40, desc="meta-training") as bar:
+        for step in range(40):
+            bar.update(1)
+            log.info(f"line {step}", extra=ORIGINAL_LINE if stream == "stdout" else {})
+    # 40 lines in well under LOG_FILE_INTERVAL: the bar drawn when it starts and when it ends, not once per line
+    assert err.getvalue().count("meta-training") <= 3
+    written = (out if stream == "stdout" else err).getvalue().splitlines()
+    assert all(f"line {step}" in written for step in range(40))  # each line whole, on a line of its own
+    assert "40/40" in err.getvalue().splitlines()[-1]

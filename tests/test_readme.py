@@ -55,6 +55,9 @@ def command_lines(code):
     for line in joined.splitlines():
         line = line.split("#", 1)[0].strip()
         line = re.sub(r"^(do|then)\s+", "", line).rstrip(";").strip()
+        # what runs the program: `time`, environment settings, torchrun and its options
+        line = re.sub(r"^(time\s+|\w+=\S*\s+)+", "", line)
+        line = re.sub(r"^torchrun(\s+--\S+)*\s+(?=\S+\.py\b)", "python3 ", line)
         if PROGRAM.match(line):
             commands.append(line)
     return commands

@@ -22,6 +22,7 @@ from utils.atomic import atomic_path  # noqa: E402
 from utils.config import BEST_CHECKPOINT_COLUMNS  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.output_location import check_output_file  # noqa: E402
+from utils.help_format import DefaultsHelpFormatter  # noqa: E402
 
 METRICS_FILE = "metrics.csv"
 CURVES_FILE = "training_curves.png"
@@ -39,7 +40,7 @@ VALIDATION_DIFF_LINES = (("val_diff_vs_random", "meta-val AUROC − random (MedS
 def get_args_parser():
     parser = argparse.ArgumentParser(
         description="Draw a run's training curves (meta-train reward and AUROC, meta-val AUROC against step) "
-                    f"from DIR/{METRICS_FILE}.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    f"from DIR/{METRICS_FILE}.", formatter_class=DefaultsHelpFormatter)
     parser.add_argument("run_dir", metavar="DIR", help="run folder of run_selector.py (--out)")
     parser.add_argument("--out", default=None, help=f"PNG to write; default: DIR/{CURVES_FILE}")
     return parser
