@@ -56,7 +56,7 @@ from models.encoders import ENCODERS, load_encoder  # noqa: E402
 from models.moco_encoder import ARCHITECTURES, load_moco_encoder  # noqa: E402
 from models.random_weights import moco_checkpoint, write_timm_weights, write_torchxrayvision_weights  # noqa: E402
 from utils.device import resolve_device, set_fp32_arithmetic  # noqa: E402
-from utils.results_fragment import command_line, machine_description, recorded_stdout, write_fragment  # noqa: E402
+from utils.results_fragment import run_writing_report  # noqa: E402
 
 SMALL_SIZE = (320, 390)   # (width, height): the usual shape in CheXpert-v1.0-small
 FULL_SIZE = (2320, 2828)  # a typical full-resolution CheXpert-v1.0 frontal image
@@ -523,13 +523,8 @@ def fmt_load(load):
 def main_writing_fragment(argv=None):
     """main(), and with --docs_fragment its printed tables and load averages as a docs fragment."""
     args = get_args_parser().parse_args(argv)
-    with recorded_stdout() as printed:
-        main(argv)
-    if args.docs_fragment:
-        report = printed.getvalue().split("results saved")[0]
-        report = report[report.index("| stage"):].strip()
-        write_fragment(args.docs_fragment, report, command_line("bench/embed.py", argv),
-                       machine_description(args.device or "cpu"))
+    run_writing_report(main, argv, args.docs_fragment, "bench/embed.py", args.device or "cpu",
+                       first="| stage", last="results saved")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from models.selector import build_selector, parameter_count  # noqa: E402
 from utils.config import apply_overrides, default_config  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
-from utils.results_fragment import command_line, machine_description, recorded_stdout, write_fragment  # noqa: E402
+from utils.results_fragment import run_writing_report  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]
@@ -392,13 +392,8 @@ def main(argv=None):
 def main_writing_fragment(argv=None):
     """main(), and with --docs_fragment its printed report (from the table on) as a docs fragment."""
     args = get_args_parser().parse_args(argv)
-    with recorded_stdout() as printed:
-        main(argv)
-    if args.docs_fragment:
-        report = printed.getvalue().split("\nresults saved")[0]
-        report = report[report.index("| part of one training step"):].strip()
-        write_fragment(args.docs_fragment, report, command_line("bench/train_step.py", argv),
-                       machine_description(args.device))
+    run_writing_report(main, argv, args.docs_fragment, "bench/train_step.py", args.device,
+                       first="| part of one training step", last="\nresults saved")
 
 
 if __name__ == "__main__":

@@ -76,3 +76,17 @@ def write_checkpoint(path, selector, config_updates=None, original_format=False)
 def softmax(logits):
     z = np.exp(logits - logits.max())
     return z / z.sum()
+
+
+LABELLED = [3, 11, 20, 31, 47, 52, 60]  # pool rows a "radiologist" labelled in the classify tests
+
+
+def write_labelled_pool(tmp_path):
+    """(pool csv, pool frame, embeddings, labeled.csv path, 0/1 labels of LABELLED for Edema) under tmp_path."""
+    csv_path, frame, embeddings = write_pool(tmp_path / "data")
+    labeled = frame.iloc[LABELLED][["Path", "Edema"]].copy()
+    labeled["Edema"] = labeled["Edema"].isin([1, -1]).astype(int)
+    labeled.loc[labeled.index[:2], "Edema"] = [1, 0]  # both classes, whatever the data
+    labeled_csv = tmp_path / "labeled.csv"
+    labeled.to_csv(labeled_csv, index=False)
+    return csv_path, frame, embeddings, labeled_csv, labeled["Edema"].to_numpy(copy=True)

@@ -11,21 +11,14 @@ from sklearn.semi_supervised import LabelSpreading
 import classify_xrays
 from medselect import classify
 from tests.conftest import run_main
-from tests.medselect_helpers import write_pool
-
-LABELLED = [3, 11, 20, 31, 47, 52, 60]
-
+from tests.medselect_helpers import LABELLED, write_labelled_pool
 
 @pytest.fixture
 def labelled_pool(tmp_path):
-    csv_path, frame, embeddings = write_pool(tmp_path / "data")
-    labeled = frame.iloc[LABELLED][["Path", "Edema"]].copy()
-    labeled["Edema"] = labeled["Edema"].isin([1, -1]).astype(int)
-    labeled.loc[labeled.index[:2], "Edema"] = [1, 0]  # both classes, whatever the data
-    labeled_csv = tmp_path / "labeled.csv"
-    labeled.to_csv(labeled_csv, index=False)
+    """write_labelled_pool's files, and the pool rows left unlabelled."""
+    csv_path, frame, embeddings, labeled_csv, labels = write_labelled_pool(tmp_path)
     rest = [i for i in range(len(frame)) if i not in LABELLED]
-    return csv_path, frame, embeddings, labeled_csv, labeled["Edema"].to_numpy(), rest
+    return csv_path, frame, embeddings, labeled_csv, labels, rest
 
 
 def unit(rows):

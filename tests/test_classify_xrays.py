@@ -13,12 +13,11 @@ import classify_xrays
 import medselect.classification
 from medselect.classification import classify, ground_truth_auroc
 from models.classifier import MeanSimilarityClassifier
-from tests.medselect_helpers import write_pool
+from tests.medselect_helpers import LABELLED, write_labelled_pool, write_pool
 from tests.conftest import run_main
 from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABELLED = [3, 11, 20, 31, 47, 52, 60]  # pool rows a "radiologist" labelled in these tests
 
 
 def run(argv, capsys):
@@ -49,13 +48,7 @@ def numpy_cosine_scores(labelled, labels, query):
 @pytest.fixture
 def labelled_pool(tmp_path):
     """(pool csv, pool frame, embeddings, labeled.csv path, 0/1 labels of LABELLED for Edema)."""
-    csv_path, frame, embeddings = write_pool(tmp_path / "data")
-    labeled = frame.iloc[LABELLED][["Path", "Edema"]].copy()
-    labeled["Edema"] = labeled["Edema"].isin([1, -1]).astype(int)
-    labeled.loc[labeled.index[:2], "Edema"] = [1, 0]  # both classes, whatever the data
-    labeled_csv = tmp_path / "labeled.csv"
-    labeled.to_csv(labeled_csv, index=False)
-    return csv_path, frame, embeddings, labeled_csv, labeled["Edema"].to_numpy(copy=True)
+    return write_labelled_pool(tmp_path)
 
 
 @pytest.mark.parametrize("rows_per_step", [8192, 16])

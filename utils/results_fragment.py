@@ -86,3 +86,15 @@ def recorded_stdout():
     tee = _Tee(sys.stdout)
     with contextlib.redirect_stdout(tee):
         yield tee.copy
+
+
+def run_writing_report(main, argv, fragment_path, script, device, first, last):
+    """Run ``main(argv)`` printing as usual; with ``fragment_path``, write what it printed from the line that
+    starts with ``first`` up to ``last`` (not included) as the fragment of ``script`` run on ``device``.
+    For benchmarks whose printed report is the fragment (bench/train_step.py, bench/embed.py)."""
+    with recorded_stdout() as printed:
+        main(argv)
+    if fragment_path:
+        report = printed.getvalue().split(last)[0]
+        write_fragment(fragment_path, report[report.index(first):].strip(), command_line(script, argv),
+                       machine_description(device))
