@@ -13,7 +13,7 @@ import classify_xrays
 import medselect.classification
 from medselect.classification import classify, ground_truth_auroc
 from models.classifier import MeanSimilarityClassifier
-from tests.medselect_helpers import LABELLED, write_labelled_pool, write_pool
+from tests.medselect_helpers import LABELLED, write_labelled_pool
 from tests.conftest import run_main
 from utils.seeding import CLASSIFY_BOOTSTRAP, derived_seed
 
