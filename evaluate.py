@@ -67,6 +67,7 @@ from utils.device import resolve_device, set_fp32_arithmetic
 from utils.errors import UserError, run_cli
 from utils.help_format import DefaultsHelpFormatter
 from utils.logs import setup_logging
+from utils.name_lists import parse_names
 from utils.output_location import check_output_location, refuse_replacing
 from utils.staging import remove_stale_staging, staged_result
 from utils.run_lock import FOLDER_LOCK, check_unlocked, lock_folder
@@ -344,12 +345,7 @@ TASK_SIZE_SETTINGS = "UNLABELED_POOL_SIZE={UNLABELED_POOL_SIZE}, QUERY_SET_SIZE=
 
 
 def parse_methods(text):
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise UserError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
-                        f"valid: {', '.join(METHODS)}")
-    return list(dict.fromkeys(methods))
+    return parse_names(text, "--methods", METHODS, "method")
 
 
 def analysed_methods(methods):

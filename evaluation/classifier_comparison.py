@@ -6,7 +6,7 @@ from evaluation.meta_test import ALL_GROUPS, OVERALL, summarize
 from evaluation.references import REFERENCES
 from evaluation.report import markdown_report, per_task_csv
 from models.classifiers import CLASSIFIERS, COSINE
-from utils.errors import UserError
+from utils.name_lists import parse_names
 from utils.stats import paired_difference
 
 CLASSIFIER_FILES = ("classifier_differences.csv",)  # written only with several classifiers
@@ -16,12 +16,7 @@ DIFFERENCE_COLUMNS = ("group", "condition", "method", "classifier", "num_tasks",
 
 def parse_classifiers(text):
     """--classifiers -> [names], cosine first: it is every difference's reference, so always evaluated."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CLASSIFIERS]
-    if unknown or not names:
-        raise UserError(f"--classifiers: unknown classifier(s) {', '.join(unknown) or '(none given)'}; "
-                        f"valid: {', '.join(CLASSIFIERS)}")
-    return list(dict.fromkeys([COSINE, *names]))
+    return list(dict.fromkeys([COSINE, *parse_names(text, "--classifiers", CLASSIFIERS, "classifier")]))
 
 
 def one_class_lines(one_class, num_tasks, k=None):
