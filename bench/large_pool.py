@@ -25,11 +25,14 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.embedding_writer import write_embeddings  # noqa: E402
+from models.baseline_memory import peak_bytes as estimated_peak_bytes  # noqa: E402
 from models.baselines import BASELINE_METHODS  # noqa: E402
+from utils.results_fragment import fragment_text, machine_description  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTERS = 32  # Gaussian clusters of the synthetic pool
 ROWS_PER_WRITE = 50_000  # embeddings generated at a time
+TARGET_POOL, TARGET_SECONDS, TARGET_BYTES = 100_000, 300, 6 * 2**30  # issue 23: 100,000 X-rays, 5 minutes, 6 GB
 
 
 def get_args_parser():
@@ -95,22 +98,49 @@ def run_method(method, pool_csv, k, timeout, max_memory, out_csv):
 
 
 def cell(result):
+    """'88 s, 1.6 GB (2.2)': time, measured peak and, in brackets, models/baseline_memory.py's estimate."""
+    estimate = f" ({result['estimate_bytes'] / 2**30:.1f})" if "estimate_bytes" in result else ""
     if result["status"] == "ok":
-        return f"{result['seconds']:.0f} s, {result['peak_bytes'] / 2**30:.1f} GB"
+        return f"{result['seconds']:.0f} s, {result['peak_bytes'] / 2**30:.1f} GB{estimate}"
     if result["status"] == "timeout":
-        return f"> {result['seconds']:.0f} s (stopped)"
-    return result["status"]
+        return f"> {result['seconds']:.0f} s (stopped at {result['peak_bytes'] / 2**30:.1f} GB){estimate}"
+    return result["status"] + estimate
 
 
-def table(results, methods, command):
-    lines = [f"<!-- made by: {command}; machine: {os.cpu_count()}-core CPU ({platform.machine()}), shared -->",
-             "| pool | D | " + " | ".join(methods) + " |", "| ---: | ---: |" + " ---: |" * len(methods)]
+def table(results, methods):
+    lines = ["| pool | D | " + " | ".join(methods) + " |", "| ---: | ---: |" + " ---: |" * len(methods)]
     for (pool, dim), by_method in results.items():
         lines.append(f"| {pool:,} | {dim} | " + " | ".join(cell(by_method[m]) if m in by_method else ""
                                                           for m in methods) + " |")
     notes = [f"* {m} at {pool:,} × {dim}: {r['message']}" for (pool, dim), by in results.items()
              for m, r in by.items() if r["status"] not in ("ok", "timeout") and r["message"]]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def summary(results):
+    """Sentences computed from the table: the issue's targets, the estimate against the measured peaks."""
+    rows = [(pool, dim, method, r) for (pool, dim), by in results.items() for method, r in by.items()]
+    lines = []
+    at_target = [(dim, m, r) for pool, dim, m, r in rows if pool == TARGET_POOL]
+    for dim in sorted({d for d, _, _ in at_target}):
+        missed = [f"{m} ({cell(r)})" for d, m, r in at_target if d == dim and not
+                  (r["status"] == "ok" and r["seconds"] < TARGET_SECONDS and r["peak_bytes"] < TARGET_BYTES)]
+        met = len([m for d, m, _ in at_target if d == dim]) - len(missed)
+        lines.append(f"* {TARGET_POOL:,} X-rays of size {dim}: {met} method(s) within {TARGET_SECONDS // 60} minutes "
+                     f"and {TARGET_BYTES / 2**30:.0f} GB" + (f"; not: {', '.join(missed)}." if missed else "."))
+    measured = [(pool, dim, m, r) for pool, dim, m, r in rows if r["status"] in ("ok", "timeout")]
+    if measured:
+        pool, dim, method, r = max(measured, key=lambda row: row[3]["peak_bytes"])
+        lines.append(f"* Largest measured peak: {r['peak_bytes'] / 2**30:.1f} GB ({method}, {pool:,} × {dim}).")
+        under = [f"{m} at {p:,} × {d} ({r['peak_bytes'] / 2**30:.2f} GB measured, {r['estimate_bytes'] / 2**30:.2f} "
+                 "estimated)" for p, d, m, r in measured if r.get("estimate_bytes", np.inf) < r["peak_bytes"]]
+        lines.append("* The memory estimate that `--max_memory` is checked against is above every measured peak."
+                     if not under else f"* The memory estimate is **below** the measured peak for: {'; '.join(under)}.")
+    loads = [r["load_before"] for *_, r in rows if "load_before" in r]
+    if loads:
+        lines.append(f"* 1-minute load average before each run: {min(loads):.1f} to {max(loads):.1f} "
+                     f"(the methods themselves use {os.cpu_count()} threads).")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -141,10 +171,12 @@ def main(argv=None):
             write_pool(pool_csv, pool, dim, args.seed)
             results.setdefault((pool, dim), {})
             for method in methods:
+                load_before = os.getloadavg()[0]
                 status, seconds, peak, message = run_method(method, pool_csv, args.k, args.timeout, args.max_memory,
                                                             os.path.join(args.work_dir, "selected.csv"))
                 results[(pool, dim)][method] = {"status": status, "seconds": seconds, "peak_bytes": peak,
-                                                "message": message}
+                                                "message": message, "load_before": load_before,
+                                                "estimate_bytes": estimated_peak_bytes(method, pool, dim)}
                 print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
                       + (f"  {message}" if status != "ok" else ""), flush=True)
                 markdown = write_results(results, commands, args)  # after each method: a long run stopped keeps them
@@ -158,8 +190,10 @@ def write_results(results, commands, args):
                                                      for (p, d), by in results.items() for m, r in by.items()]},
                   file, indent=1)
     shown = [m for m in BASELINE_METHODS if any(m in by for by in results.values())]
-    markdown = table(dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0]))), shown,
-                     "; then ".join(commands))
+    ordered = dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0])))
+    body = (f"Each cell: wall time of `select_xrays.py -k {args.k}`, its peak resident memory, and in brackets "
+            "the estimate of models/baseline_memory.py (GB).\n\n" + table(ordered, shown) + "\n\n" + summary(ordered))
+    markdown = fragment_text(body, "; then ".join(commands), machine_description())
     if args.fragment:
         os.makedirs(os.path.dirname(args.fragment) or ".", exist_ok=True)
         with open(args.fragment, "w") as file:

@@ -39,6 +39,8 @@ def peak_bytes(method, pool, dim):
         blocks += 4 * DENSE_MATRICES[method] * blocked_baselines.CLARA_SAMPLE_SIZE ** 2
     if method == "probcover":  # each X-ray's purity at every radius of the grid, one byte each
         blocks += 200 * pool
+    if method == "facility-location":  # the sampled clients' copy (models/blocked_baselines.facility_location)
+        blocks += 4 * min(pool, blocked_baselines.FACILITY_CLIENTS_MAX) * dim
     return fixed + blocks
 
 

@@ -26,6 +26,9 @@ KMEDOIDS_EXACT_MAX = 30_000  # the paper's k-medoids exactly up to this pool siz
 CLARA_SAMPLES = 5  # CLARA's samples (Kaufman & Rousseeuw's default)
 CLARA_SAMPLE_SIZE = 4096  # X-rays per sample: a 128 MB float64 matrix; FasterPAM on it takes seconds
 FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recomputed together
+# X-rays the facility-location objective sums over: the whole pool up to this size (exact), a random sample of
+# this many above it, so that a step costs O(P x FACILITY_CLIENTS_MAX) and 100,000 X-rays take minutes, not hours.
+FACILITY_CLIENTS_MAX = 30_000
 FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
 
 
@@ -170,11 +173,18 @@ def facility_location(x, k, rng):
     the best once no other bound exceeds it: a step that must look at every candidate (the second,
     whose bounds are the first step's) costs at most about two passes over the pool. The first bounds
     are the gains of the first step, sum_i (s_ij + 1) = x_j . sum_i x_i + P, without any pool x pool product.
+
+    Pools above FACILITY_CLIENTS_MAX: every X-ray is a candidate, but the objective sums over a uniform random
+    sample of FACILITY_CLIENTS_MAX X-rays (the "clients" to be represented; drawn from ``rng``), an unbiased
+    estimate of the whole pool's sum. Up to that size nothing is sampled and the picks are the dense code's.
     """
     x = F.normalize(x, dim=-1)
     pool = x.shape[0]
-    best = torch.full((pool,), -1.0, dtype=x.dtype, device=x.device)  # best similarity to a pick so far
-    bound = x @ x.sum(0) + pool * (1 + FACILITY_BOUND_SLACK)  # (P,) upper bounds of the gains
+    clients = x
+    if pool > FACILITY_CLIENTS_MAX:
+        clients = x[torch.from_numpy(np.sort(rng.choice(pool, size=FACILITY_CLIENTS_MAX, replace=False))).to(x.device)]
+    best = torch.full((len(clients),), -1.0, dtype=x.dtype, device=x.device)  # best similarity to a pick so far
+    bound = x @ clients.sum(0) + len(clients) * (1 + FACILITY_BOUND_SLACK)  # (P,) upper bounds of the gains
     taken = torch.zeros(pool, dtype=torch.bool, device=x.device)
     picks = []
     for _ in progress_bar(iterable=range(k), desc="facility location", unit="pick", leave=False):
@@ -183,8 +193,8 @@ def facility_location(x, k, rng):
         while True:
             candidates = bound.masked_fill(fresh, -float("inf")).topk(min(width, int((~fresh).sum()))).indices
             width *= 2
-            for part in row_blocks(len(candidates), pool, x.element_size()):
-                bound[candidates[part]] = (x[candidates[part]] @ x.T - best).clamp_(min=0).sum(1)
+            for part in row_blocks(len(candidates), len(clients), x.element_size()):
+                bound[candidates[part]] = (x[candidates[part]] @ clients.T - best).clamp_(min=0).sum(1)
             fresh[candidates] = True
             top_gain = bound.masked_fill(~fresh | taken, -float("inf")).max()
             if fresh.all() or top_gain >= bound.masked_fill(fresh, -float("inf")).max():
@@ -194,7 +204,7 @@ def facility_location(x, k, rng):
         picks.append(pick)
         taken[pick] = True
         bound[pick] = -float("inf")
-        best = torch.maximum(best, x @ x[pick])
+        best = torch.maximum(best, clients @ x[pick])
     return torch.stack(picks)
 
 

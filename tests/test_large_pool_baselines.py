@@ -61,14 +61,14 @@ def test_blocked_code_selects_as_the_dense_code_before(method, clustered, blocke
     assert torch.equal(select_baseline(method, clustered, 8, seed=5, task_ids=[4, 9]), expected)
 
 
-def facility_location_loop(x, k):
-    """Greedy facility location written out: F(S) = sum_i max_{j in S} cos(i, j), each step the X-ray of
-    largest F(S + j) - F(S), the first of equals."""
+def facility_location_loop(x, k, clients=None):
+    """Greedy facility location written out: F(S) = sum_i max_{j in S} cos(i, j) over the clients i (default:
+    the whole pool), each step the X-ray of largest F(S + j) - F(S), the first of equals."""
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    similarity = x @ x.T
+    similarity = x[np.arange(len(x)) if clients is None else clients] @ x.T  # (clients, pool)
     picks = []
     for _ in range(k):
-        current = similarity[:, picks].max(1).sum() if picks else -len(x)
+        current = similarity[:, picks].max(1).sum() if picks else -len(similarity)
         gains = [-np.inf if j in picks else np.maximum(similarity[:, picks + [j]].max(1), -1).sum() - current
                  for j in range(len(x))]
         picks.append(int(np.argmax(gains)))
@@ -85,6 +85,19 @@ def test_facility_location_is_greedy_on_the_facility_location_function(path, clu
     selection = select_baseline("facility-location", pools, 7, seed=0)
     for task in range(len(pools)):
         assert selection[task].tolist() == facility_location_loop(pools[task].numpy(), 7)
+
+
+def test_facility_location_above_the_client_limit_sums_over_a_random_sample_of_the_pool(clustered, monkeypatch):
+    """Above FACILITY_CLIENTS_MAX the objective runs over a uniform sample of that many X-rays (drawn first from
+    the method's stream); every X-ray of the pool stays a candidate."""
+    monkeypatch.setattr(pool_blocks, "DENSE_POOL_MAX", 100)
+    monkeypatch.setattr(blocked_baselines, "FACILITY_CLIENTS_MAX", 120)
+    pool = clustered[0, :500]
+    selection = select_baseline("facility-location", pool[None], 6, seed=2, task_ids=[5])[0].tolist()
+    clients = np.sort(task_rngs("facility-location", 2, [5])[0].choice(500, size=120, replace=False))
+    assert selection == facility_location_loop(pool.numpy(), 6, clients)
+    assert not set(selection) <= set(clients.tolist())  # picks outside the sample: candidates are the whole pool
+    assert selection != facility_location_loop(pool.numpy(), 6)  # the sample did change the objective
 
 
 def test_kmeans_nearest_picks_the_x_ray_nearest_each_centroid(clustered):
