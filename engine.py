@@ -12,6 +12,21 @@ import torch
 from models.baselines import select_baseline
 from utils.metrics import batched_auroc
 
+VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original); also after the last step
+
+
+def is_validation_step(iteration, last):
+    """Whether run_selector.py meta-validates after ``iteration`` (1-based, within its epoch); ``last``: the run's
+    last step."""
+    return iteration % VALIDATE_EVERY == 0 or last
+
+
+def validation_count(steps_per_epoch, epochs):
+    """How many meta-validations a run of ``epochs`` epochs of ``steps_per_epoch`` steps makes."""
+    return sum(is_validation_step(iteration, epoch == epochs - 1 and iteration == steps_per_epoch)
+               for epoch in range(epochs) for iteration in range(1, steps_per_epoch + 1))
+
+
 # How K pool positions are chosen from the selector's logits (evaluate.py --selection, meta-validation):
 SAMPLE = "sample"  # K draws with replacement from softmax(logits): the policy training optimises
 TOPK = "topk"  # the K highest logits

@@ -29,7 +29,7 @@ from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.validation_overlap import crowded_validation_warning
 from data.xray_table import load_xray_table
-from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
+from engine import (SAMPLE, TOPK, NonFiniteLoss, is_validation_step, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
                     train_step)
 from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
@@ -51,7 +51,6 @@ from utils.seeding import (RANDOM_BASELINE, SELECTION, VALIDATION_SELECTION, res
                            torch_generator)
 
 LOG_EVERY = 5  # steps between log lines (as the original)
-VALIDATE_EVERY = 30  # steps within an epoch between meta-validations (as the original)
 BEST_BY_MODE = {SAMPLE: "best_sample.pt", TOPK: "best_topk.pt"}  # the same file as the best checkpoint of each mode
 RUN_FILES = (RUN_CONFIG, "metrics.csv", "train.log", LAST_CHECKPOINT, BEST_CHECKPOINT, *BEST_BY_MODE.values())
 ORIGINAL_CHECKPOINTS = "model_epoch*_iter*"  # the original code's names, kept for the best checkpoints
@@ -292,7 +291,7 @@ class MetaTrainingRun:
                     bar.update(1)
                     if iteration % LOG_EVERY == 0:
                         self._log_window(epoch, iteration, started)
-                    if iteration % VALIDATE_EVERY == 0 or self.progress["step"] == total_steps:
+                    if is_validation_step(iteration, self.progress["step"] == total_steps):
                         if self.progress["step"] == total_steps:
                             bar.close()  # the finished bar once: each line of the last validation would redraw it
                         self._validate_and_save(epoch, iteration)

@@ -78,7 +78,6 @@ TARGET_TRAIN_S = 120  # the full default meta-training on one H100
 TARGET_IMAGES_PER_S = 2000
 AUROC_TOLERANCE = 0.01  # meta-val AUROCs of the same seed on two devices (their random streams differ)
 COSINE_FLOOR = 0.999  # --decoder torchvision against pil, as docs/embedding.md promises
-VALIDATE_EVERY = 30  # run_selector.py's: steps within an epoch between meta-validations (as the original)
 
 # Sizes of the full check and of --smoke. "tiny" is the selector that step 2 trains on both devices.
 FULL = SimpleNamespace(
@@ -526,25 +525,15 @@ def step_train(context):
                                        estimate_s=5 if context.smoke else 40)
 
 
-def validation_steps(steps_per_epoch, epochs):
-    """How many meta-validations a run makes (run_selector.py: every 30 steps of an epoch, and at the end)."""
-    count = 0
-    for epoch in range(epochs):
-        for iteration in range(1, steps_per_epoch + 1):
-            last = epoch == epochs - 1 and iteration == steps_per_epoch
-            count += iteration % VALIDATE_EVERY == 0 or last
-    return count
-
-
 def plan_training(config, step_s, validation_s, setup_s, left_s):
     """(NUM_META_TRAIN_TASKS, NUM_EPOCHS) to run in ``left_s``: the whole run when its estimate fits, else one
     epoch of as many steps as fit (a multiple of the validation interval, at least one interval)."""
     steps_per_epoch = math.ceil(config["NUM_META_TRAIN_TASKS"] / config["BATCH_SIZE"])
-    validations = validation_steps(steps_per_epoch, config["NUM_EPOCHS"])
+    validations = engine.validation_count(steps_per_epoch, config["NUM_EPOCHS"])
     estimate = setup_s + steps_per_epoch * config["NUM_EPOCHS"] * step_s + validations * validation_s
     if estimate <= left_s:
         return config["NUM_META_TRAIN_TASKS"], config["NUM_EPOCHS"], estimate
-    interval = VALIDATE_EVERY
+    interval = engine.VALIDATE_EVERY
     per_interval = interval * step_s + validation_s
     intervals = max(1, int((left_s - setup_s) // per_interval))
     steps = min(intervals * interval, steps_per_epoch)
@@ -608,7 +597,7 @@ def run_default_training(context):
              "the rest (reading data, drawing validation tasks, metrics.csv, set-up)":
                  wall_s - step_s - validation_s - checkpoint_s}
     full_steps = math.ceil(config["NUM_META_TRAIN_TASKS"] / batch) * config["NUM_EPOCHS"]
-    full_validations = validation_steps(math.ceil(config["NUM_META_TRAIN_TASKS"] / batch), config["NUM_EPOCHS"])
+    full_validations = engine.validation_count(math.ceil(config["NUM_META_TRAIN_TASKS"] / batch), config["NUM_EPOCHS"])
     setup_s = parts["the rest (reading data, drawing validation tasks, metrics.csv, set-up)"]
     full_s = setup_s + full_steps * step_s / steps + full_validations * (validation_s + checkpoint_s) / validations
     return judged(full_s <= TARGET_TRAIN_S, wall_s=wall_s, full_run_s=full_s,

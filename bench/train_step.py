@@ -31,7 +31,7 @@ from bench.reference import (ReferenceTaskDataset, reference_aurocs, reference_c
 from bench.timing import median_ms  # noqa: E402
 from data.tasks import FixedTaskSet, TaskSampler, TaskShape  # noqa: E402
 from data.xray_table import XrayTable  # noqa: E402
-from engine import random_selection, sample_selection, selection_auroc, train_step  # noqa: E402
+from engine import random_selection, sample_selection, selection_auroc, train_step, validation_count  # noqa: E402
 from bench.selector_option_sets import OPTION_SETS  # noqa: E402
 from models.selector import build_selector, parameter_count  # noqa: E402
 from utils.config import apply_overrides, default_config  # noqa: E402
@@ -39,7 +39,6 @@ from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from utils.results_fragment import run_writing_report  # noqa: E402
 from constants import NUM_EPOCHS, NUM_META_TRAIN_TASKS  # noqa: E402
-from run_selector import VALIDATE_EVERY  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]
@@ -171,9 +170,7 @@ def default_training_hours(args, step_ms, validation_ms):
     """Hours of the default meta-training (constants.py's epochs and tasks, run_selector.py's validation
     schedule) at the measured step time and time per meta-validation: (steps, validations, hours)."""
     steps_per_epoch = math.ceil(NUM_META_TRAIN_TASKS / args.batch)
-    validations_per_epoch = steps_per_epoch // VALIDATE_EVERY
-    # run_selector.py validates at every VALIDATE_EVERY-th step of an epoch, and after the last step
-    validations = NUM_EPOCHS * validations_per_epoch + (steps_per_epoch % VALIDATE_EVERY != 0)
+    validations = validation_count(steps_per_epoch, NUM_EPOCHS)
     steps = NUM_EPOCHS * steps_per_epoch
     return steps, validations, (steps * step_ms + validations * validation_ms) / 3.6e6
 

@@ -30,6 +30,7 @@ FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recompute
 # this many above it, so that a step costs O(P x FACILITY_CLIENTS_MAX) and 100,000 X-rays take minutes, not hours.
 FACILITY_CLIENTS_MAX = 30_000
 FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
+COVERAGE_SLACK = 1e-3  # added to ProbCover's 2 delta (unit-sphere distances, at most 2) against rounding
 
 
 def _bar(total, desc, unit="block"):
@@ -84,8 +85,12 @@ def probcover(x, k, rng):
         taken[pick] = True
         picks.append(pick)
         if step + 1 < k:  # the balls that held the newly covered X-rays lose them
-            newly = torch.nonzero((distances.block(pick.view(1))[0] <= delta) & uncovered).squeeze(1)
-            coverage -= ball_counts(distances, delta, newly)
+            to_pick = distances.block(pick.view(1))[0]  # (P,)
+            newly = torch.nonzero((to_pick <= delta) & uncovered).squeeze(1)
+            # Only a ball centred within 2 delta of the pick can hold an X-ray within delta of it (triangle
+            # inequality): the others are not recounted. The slack covers the rounding of the distances.
+            near = torch.nonzero(to_pick <= 2 * delta + COVERAGE_SLACK).squeeze(1)
+            coverage[near] -= ball_counts(distances, delta, newly, rows=near)
             uncovered[newly] = False
     return torch.stack(picks)
 
@@ -111,15 +116,17 @@ def probcover_delta(distances, labels):
     return grid[max(passing - 1, 0)]
 
 
-def ball_counts(distances, delta, cols, desc=None):
-    """(P,) for every X-ray i, how many of ``cols`` lie within delta of it (int64)."""
-    counts = torch.zeros(len(distances), dtype=torch.long, device=distances.x.device)
-    if len(cols) == 0:
+def ball_counts(distances, delta, cols, desc=None, rows=None):
+    """For every X-ray i of ``rows`` (default: the pool, (P,)), how many of ``cols`` lie within delta of it (int64)."""
+    every_row = rows is None
+    rows = torch.arange(len(distances), device=distances.x.device) if every_row else rows
+    counts = torch.zeros(len(rows), dtype=torch.long, device=distances.x.device)
+    if len(cols) == 0 or len(rows) == 0:
         return counts
-    if len(cols) == len(distances):
+    if every_row and len(cols) == len(distances):
         return _all_ball_counts(distances, delta, desc)
-    for part in row_blocks(len(distances), len(cols), distances.itemsize):
-        counts[part] = distances.count_within(torch.arange(part.start, part.stop, device=counts.device), delta, cols)
+    for part in row_blocks(len(rows), len(cols), distances.itemsize):
+        counts[part] = distances.count_within(rows[part], delta, cols)
     return counts
 
 

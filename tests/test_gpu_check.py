@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.metrics.pairwise import cosine_similarity
 
+import engine
 from bench import gpu_check
 from evaluation.meta_test import METHODS
 from tests.conftest import ROOT
@@ -111,7 +112,7 @@ def test_a_budget_skips_what_would_not_fit(tmp_path):
 def test_the_training_plan_runs_whole_or_a_fraction_of_whole_validation_intervals():
     config = {"NUM_META_TRAIN_TASKS": 10000, "BATCH_SIZE": 64, "NUM_EPOCHS": 5}
     # 157 steps per epoch: validations at iterations 30, 60, 90, 120, 150 of each epoch, and at the last step
-    assert gpu_check.validation_steps(157, 5) == 26
+    assert engine.validation_count(157, 5) == 26
     estimate = 10 + 785 * 0.1 + 26 * 1.0
     assert gpu_check.plan_training(config, 0.1, 1.0, 10, 200) == (10000, 5, pytest.approx(estimate))
     # 50 s left: (50 - 10) // (30 x 0.1 + 1) = 10 intervals = 300 steps, at most one epoch's 157
