@@ -7,6 +7,8 @@
     python3 bench/embed.py --encoder torchxrayvision            # densenet121-res224-all (--weights NAME)
     python3 bench/embed.py --encoder timm --model vit_small_patch16_224
     python3 bench/embed.py --dicom uncompressed rle jpeg2000    # the same pictures as JPEG and as DICOM files
+    python3 bench/embed.py --skip_stages --decoder pil --workers 2 --channels_last on off --end_to_end_repeats 7
+    python3 bench/embed_encoders.py                             # MoCo-CXR, torchxrayvision and timm side by side
 
 Encoders other than MoCo-CXR get random weights (models/random_weights.py)
 unless --weights names real ones; the speed is the same.
@@ -18,10 +20,13 @@ up to --stage_images distinct images, after a warm-up pass: the median of
 --repeats passes, in ms per image. The stages of DataLoader workers run in one
 thread, as the workers do; normalising, the model and the write run in the main
 process with all its threads. The "share" columns are each stage's
-part of the sum of the stages a path runs, serially. The end-to-end rows run
-xray_to_hdf5.py itself in a fresh process with its default settings, for each
---decoder and --workers, and report the images/s it logs (model loading
-excluded). Results also go to bench/results/embed.json.
+part of the sum of the stages a path runs, serially; the "worker stages" row
+is what one DataLoader worker does per image (decode to collate). The end-to-end
+rows run xray_to_hdf5.py itself in a fresh process with its default settings,
+for each --decoder, --workers and --channels_last, and report the images/s it
+logs (model loading excluded); with --channels_last on off they also count the
+back-to-back turns that each won. Results also go to bench/results/embed.json,
+and with --docs_fragment the printed report to a docs fragment.
 
 --dicom compares inputs instead: the synthetic pictures as JPEGs and as 12-bit DICOM files (MONOCHROME2, a
 window over the full range, in each transfer syntax named), decoded one image at a time in one thread
@@ -101,10 +106,14 @@ def get_args_parser():
     parser.add_argument("--workers", type=int, nargs="+", default=None,
                         help=f"xray_to_hdf5.py --num_workers values (default: 0, 1, 2 and min({MAX_DEFAULT_WORKERS}, "
                              "CPUs))")
+    parser.add_argument("--channels_last", nargs="+", choices=("on", "off"), default=["on"],
+                        help="xray_to_hdf5.py --channels_last values for the end-to-end runs (default: on, its "
+                             "default; 'on off' compares them turn by turn)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per stage (default 5)")
     parser.add_argument("--end_to_end_repeats", type=int, default=1,
                         help="runs of xray_to_hdf5.py per setting, the settings taking turns; median (default 1)")
     parser.add_argument("--skip_end_to_end", action="store_true", help="time the stages only")
+    parser.add_argument("--skip_stages", action="store_true", help="run end to end only (no per-stage table)")
     parser.add_argument("--work", default=None, help="folder for the generated files (default: a temporary one)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "embed.json"),
                         help="JSON file for the results (default bench/results/embed.json)")
@@ -130,6 +139,9 @@ def main(argv=None):
         args.decoder = ["pil", "torchvision"] if args.encoder == "moco" else ["pil"]
     if args.encoder != "moco" and args.decoder != ["pil"]:
         raise SystemExit("error: --decoder torchvision is for --encoder moco only")
+    if args.skip_stages and args.skip_end_to_end:
+        raise SystemExit("error: --skip_stages and --skip_end_to_end together leave nothing to measure")
+    args.channels_last = list(dict.fromkeys(args.channels_last))  # 'on on' is 'on'
     if args.dicom is not None:
         if args.csv or args.images:
             raise SystemExit("error: --dicom compares the synthetic pictures; leave out --csv and --images")
@@ -142,15 +154,22 @@ def main(argv=None):
         encoder_args = encoder_options(args, checkpoint, work)
         paths = [p if os.path.isabs(p) else os.path.join(root, p) for p in pd.read_csv(csv)["Path"].astype(str)]
         print(machine_line(device))
-        print(f"images: {len(paths)} rows of {csv} ({len(set(paths))} distinct files"
-              f"{', e.g. ' + image_shape(paths[0]) if paths else ''}); batch {args.batch_size}; stages timed on "
-              f"{min(len(set(paths)), args.stage_images or (16 if args.full_size else 256))} distinct images; "
-              f"medians of {args.repeats} passes after a warm-up; load average before: {fmt_load(load_before)}\n")
-        if args.encoder == "moco":
+        source = args.csv or (f"the images in {args.images}" if args.images else
+                              "synthetic CheXpert-like JPEGs, NOT real X-rays")
+        stage_note = "" if args.skip_stages else (
+            f"; stages timed on {min(len(set(paths)), args.stage_images or (16 if args.full_size else 256))} "
+            f"distinct images, medians of {args.repeats} passes after a warm-up")
+        print(f"images: {len(paths)} rows of {source} ({len(set(paths))} distinct files"
+              f"{', e.g. ' + image_shape(paths[0]) if paths else ''}); batch {args.batch_size}{stage_note}; "
+              f"load average before: {fmt_load(load_before)}" + ("" if args.skip_stages else "\n"))
+        if args.skip_stages:
+            stages = {"ms": {}, "paths": {}}
+        elif args.encoder == "moco":
             stages = time_stages(paths, checkpoint, args, device, work)
         else:
             stages = time_encoder_stages(paths, encoder_args, args, device, work)
-        print_stage_table(stages)
+        if stages["ms"]:
+            print_stage_table(stages)
         end_to_end = [] if args.skip_end_to_end else time_end_to_end(csv, root, encoder_args, args, device, work)
         load_after = os.getloadavg()
         print(f"\nload average before: {fmt_load(load_before)}; after: {fmt_load(load_after)} "
@@ -241,6 +260,8 @@ def time_stages(all_paths, checkpoint, args, device, work):
     # What DataLoader workers do, in one thread as they run (torch.set_num_threads(1) in each worker).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    worker_stages = ["decode (PIL)", "resize + crop (PIL)", "to uint8 tensor + collate (PIL)",
+                     "decode (torchvision, CPU)", "resize + crop (torchvision, CPU)", "collate (torchvision, CPU)"]
     # The reference path (PIL): one image at a time, then the batch collated (torch.stack).
     ms["decode (PIL)"] = per_image(lambda: [decode(p) for p in paths], len(paths))
     decoded = [decode(p) for p in paths]
@@ -304,7 +325,10 @@ def time_stages(all_paths, checkpoint, args, device, work):
     if jpegs and device.type == "cuda":
         stage_paths["torchvision, GPU"] = ["decode (torchvision, GPU, batched; bytes in memory)",
                                            "resize + crop (torchvision, GPU)", *common, model_stage, "HDF5 write"]
-    return {"ms": ms, "paths": stage_paths}
+    # What one DataLoader worker does per image, on each path (on the GPU path the workers only read the files).
+    workers = {name: [s for s in members if s in worker_stages] for name, members in stage_paths.items()}
+    return {"ms": ms, "paths": stage_paths, "workers": workers, "model_stage": model_stage,
+            "model_input": list(x.shape[1:]), "dim": encoder.dim}
 
 
 def time_encoder_stages(all_paths, encoder_args, args, device, work):
@@ -345,7 +369,9 @@ def time_encoder_stages(all_paths, encoder_args, args, device, work):
     embeddings = np.random.default_rng(0).normal(size=(len(all_paths), encoder.dim)).astype(np.float32)
     ms["HDF5 write"] = per_image(lambda: write_hdf5(os.path.join(work, "write_bench.hdf5"), embeddings,
                                                     batch_size), len(all_paths))
-    return {"ms": ms, "paths": {encoder.name: list(ms)}}
+    return {"ms": ms, "paths": {encoder.name: list(ms)},
+            "workers": {encoder.name: ["decode (PIL)", transform, "collate"]},
+            "model_stage": model_stage, "model_input": list(x.shape[1:]), "dim": encoder.dim}
 
 
 def write_hdf5(path, embeddings, batch_size):
@@ -368,6 +394,10 @@ def print_stage_table(stages):
         print(f"| {stage} | {value:.3f} | " + " | ".join(shares) + " |")
     print("| **sum of the stages (one image after another)** | | " + " | ".join(
         f"**{totals[n]:.2f} ms = {1000 / totals[n]:.0f} images/s**" for n in names) + " |")
+    worker_ms = {n: sum(ms[s] for s in stages["workers"][n]) for n in names}
+    print("| worker stages (decode to collate: one DataLoader worker, per image) | | " + " | ".join(
+        f"{worker_ms[n]:.2f} ms = {1000 / worker_ms[n]:.0f} images/s per worker, {100 * worker_ms[n] / totals[n]:.1f} %"
+        if worker_ms[n] else "" for n in names) + " |")
 
 
 def compare_dicom(args, device, argv):
@@ -458,11 +488,12 @@ def dicom_table(rows, args, shape, command, machine, load_before, load_after):
     return "\n".join(lines) + "\n"
 
 
-def run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers, out):
+def run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers, out, channels_last="on"):
     """One run of xray_to_hdf5.py in a fresh process: {'images_per_s', 'embedding_s', 'wall_s', 'load_average_after'}."""
     command = [sys.executable, os.path.join(ROOT, "xray_to_hdf5.py"), "-d", csv, "-o", out, *encoder_args,
                "--root", root, "--device", str(device), "--batch_size", str(args.batch_size),
-               "--num_workers", str(workers), "--decoder", decoder, "--overwrite"]
+               "--num_workers", str(workers), "--decoder", decoder, "--channels_last", channels_last,
+               "--overwrite"]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -477,24 +508,35 @@ def run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers, ou
 def time_end_to_end(csv, root, encoder_args, args, device, work):
     """xray_to_hdf5.py with its defaults, in a fresh process per run: the images/s it logs, per setting.
 
-    The settings take turns (decoders alternate), so that a change in the machine's load hits them alike.
+    The settings take turns (decoders, then --channels_last values, alternate), so that a change in the
+    machine's load hits them alike; with two --channels_last values each turn is a back-to-back comparison.
     """
     out = os.path.join(work, "end_to_end.hdf5")
-    settings = [(decoder, workers) for workers in args.workers for decoder in args.decoder]
+    settings = [(decoder, workers, layout) for workers in args.workers for decoder in args.decoder
+                for layout in args.channels_last]
     runs = {setting: [] for setting in settings}
     for _ in range(args.end_to_end_repeats):
-        for decoder, workers in settings:
-            runs[decoder, workers].append(run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder, workers,
-                                                           out))
+        for decoder, workers, layout in settings:
+            runs[decoder, workers, layout].append(run_xray_to_hdf5(csv, root, encoder_args, args, device, decoder,
+                                                                   workers, out, channels_last=layout))
+    compared = len(args.channels_last) > 1
     print(f"\n| xray_to_hdf5.py --encoder {args.encoder}, defaults | --num_workers | images/s (median of "
           f"{args.end_to_end_repeats}) | embedding (s) | wall, with start-up (s) | 1-min load after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     rows = []
-    for (decoder, workers), results in sorted(runs.items()):
+    for (decoder, workers, layout), results in sorted(runs.items()):
         middle = sorted(results, key=lambda r: r["images_per_s"])[len(results) // 2]
-        print(f"| --decoder {decoder} | {workers} | {middle['images_per_s']:.1f} | {middle['embedding_s']:.1f} | "
+        label = f"--decoder {decoder}" + (f" --channels_last {layout}" if compared else "")
+        print(f"| {label} | {workers} | {middle['images_per_s']:.1f} | {middle['embedding_s']:.1f} | "
               f"{middle['wall_s']:.1f} | {middle['load_average_after'][0]:.2f} |")
-        rows.append({"decoder": decoder, "num_workers": workers, "median": middle, "runs": results})
+        rows.append({"decoder": decoder, "num_workers": workers, "channels_last": layout, "median": middle,
+                     "runs": results})
+    if compared:
+        print()
+        for decoder, workers in dict.fromkeys((d, w) for d, w, _ in settings):
+            on, off = ([r["images_per_s"] for r in runs[decoder, workers, layout]] for layout in ("on", "off"))
+            print(f"--decoder {decoder}, --num_workers {workers}: --channels_last on was faster than off in "
+                  f"{sum(a > b for a, b in zip(on, off))} of {len(on)} back-to-back turns.")
     return rows
 
 
@@ -521,10 +563,11 @@ def fmt_load(load):
 
 
 def main_writing_fragment(argv=None):
-    """main(), and with --docs_fragment its printed tables and load averages as a docs fragment."""
+    """main(), and with --docs_fragment what it printed from the images line on (tables, load averages) as a
+    docs fragment."""
     args = get_args_parser().parse_args(argv)
     run_writing_report(main, argv, args.docs_fragment, "bench/embed.py", args.device or "cpu",
-                       first="| stage", last="results saved")
+                       first="images:", last="results saved")
 
 
 if __name__ == "__main__":
