@@ -12,7 +12,7 @@ import logging
 from medselect.output import write_csv
 from medselect.selection import (DEFAULT_LARGE_POOL, DEFAULT_SELECTION, LARGE_POOL_STRATEGIES, MEDSELECT, METHODS,
                                  SELECTIONS, select)
-from models.blocked_baselines import CLARA_SAMPLE_SIZE, CLARA_SAMPLES, KMEDOIDS_EXACT_MAX
+from models.blocked_baselines import CLARA_SAMPLE_SIZE, CLARA_SAMPLES, FACILITY_CLIENTS_MAX, KMEDOIDS_EXACT_MAX
 from models.pool_blocks import DENSE_POOL_MAX
 from utils.errors import UserError, run_cli
 from utils.help_format import DefaultsHelpFormatter
@@ -25,12 +25,15 @@ log = logging.getLogger(LOGGER_NAME)
 BASELINE_ALGORITHMS = f"""label-free baselines (--method) and the algorithm each uses at each pool size:
   pools up to {DENSE_POOL_MAX:,} X-rays: the papers' algorithms on full pool x pool matrices (evaluate.py's code).
   larger pools, one pool at a time from blocks of distances, never a pool x pool matrix (memory grows
-  with the pool, not its square; the same algorithms, so the same picks up to rounding):
+  with the pool, not its square; the same algorithms, so the same picks up to rounding, except the
+  samples named below):
     typiclust          K-means, then typicality from each cluster's nearest neighbours, block by block
     probcover          radius from blocked nearest other-cluster distances; greedy coverage with ball
                        counts updated block by block
     coreset            k-center greedy, distances to each pick a block of rows at a time
-    facility-location  greedy by lazy evaluation (only candidates that can still win are recomputed)
+    facility-location  greedy by lazy evaluation (only candidates that can still win are recomputed);
+                       above {FACILITY_CLIENTS_MAX:,} X-rays every X-ray is a candidate but the objective sums
+                       over a random sample of {FACILITY_CLIENTS_MAX:,} (exact greedy costs P^2: hours at 300,000)
     kmeans-nearest     K-means (never needs a pool x pool matrix), the X-ray nearest each centroid
     kmedoids           the paper's k-medoids++ and alternating updates from blocks up to {KMEDOIDS_EXACT_MAX:,} X-rays
                        (exact, but each update sums distances within clusters: slow beyond); above,

@@ -21,12 +21,17 @@ import time
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data.embedding_writer import write_embeddings  # noqa: E402
+from models import blocked_baselines  # noqa: E402
 from models.baseline_memory import peak_bytes as estimated_peak_bytes  # noqa: E402
-from models.baselines import BASELINE_METHODS  # noqa: E402
+from models.baselines import BASELINE_METHODS, RANDOM_STREAMS  # noqa: E402
+from models.pool_blocks import row_blocks  # noqa: E402
+from utils.seeding import BASELINE_SELECTION  # noqa: E402
 from utils.results_fragment import fragment_text, machine_description  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,13 +56,15 @@ def get_args_parser():
     parser.add_argument("--update", action="store_true",
                         help="keep the other entries of an earlier --out/results.json, replacing those measured now")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--facility_check", type=int, default=0, metavar="POOL",
+                        help="also compare facility location's sampled objective (pools above "
+                             f"{blocked_baselines.FACILITY_CLIENTS_MAX:,}) with the exact greedy on a synthetic pool "
+                             "of POOL X-rays of the first --dims, in this process (exact: time grows with POOL^2)")
     return parser
 
 
-def write_pool(path, pool, dim, seed):
-    """A synthetic pool CSV with its HDF5 beside it (skipped when already there)."""
-    if os.path.exists(path) and os.path.exists(path[:-4] + ".hdf5"):
-        return
+def synthetic_pool(pool, dim, seed):
+    """(pool, dim) float32: a mixture of CLUSTERS Gaussian clusters, the same for the same arguments."""
     rng = np.random.default_rng([seed, pool, dim])
     centres = rng.normal(size=(CLUSTERS, dim)).astype(np.float32)
     embeddings = np.empty((pool, dim), dtype=np.float32)
@@ -65,6 +72,14 @@ def write_pool(path, pool, dim, seed):
         rows = min(ROWS_PER_WRITE, pool - start)
         embeddings[start:start + rows] = (centres[rng.integers(CLUSTERS, size=rows)]
                                           + rng.normal(size=(rows, dim)).astype(np.float32))
+    return embeddings
+
+
+def write_pool(path, pool, dim, seed):
+    """A synthetic pool CSV with its HDF5 beside it (skipped when already there)."""
+    if os.path.exists(path) and os.path.exists(path[:-4] + ".hdf5"):
+        return
+    embeddings = synthetic_pool(pool, dim, seed)
     write_embeddings(path[:-4] + ".hdf5", embeddings, {"note": "synthetic pool of bench/large_pool.py"})
     pd.DataFrame({"Path": [f"synthetic/{i:07d}.jpg" for i in range(pool)]}).to_csv(path, index=False)
 
@@ -143,17 +158,59 @@ def summary(results):
     return "\n".join(lines)
 
 
+def facility_objective(x, picks):
+    """F(S) = sum over the whole pool of the best cosine similarity to a pick (x L2-normalised)."""
+    return float(sum((x[part] @ x[picks].T).amax(1).sum() for part in row_blocks(len(x), len(picks), 4)))
+
+
+def facility_check(pool, dim, k, seed):
+    """Facility location with its client sample (FACILITY_CLIENTS_MAX) and exactly (every X-ray a client) on
+    one synthetic pool: each one's objective over the whole pool, that of k random picks, shared picks, times."""
+    x = F.normalize(torch.from_numpy(synthetic_pool(pool, dim, seed)), dim=-1)
+    rng = np.random.default_rng([seed, BASELINE_SELECTION, RANDOM_STREAMS["facility-location"], 0])
+    check = {"pool": pool, "dim": dim, "k": k, "clients": blocked_baselines.FACILITY_CLIENTS_MAX,
+             "random_objective": facility_objective(x, torch.from_numpy(rng.choice(pool, k, replace=False)))}
+    picks = {}
+    sampled_clients = blocked_baselines.FACILITY_CLIENTS_MAX
+    for name, clients in (("sampled", sampled_clients), ("exact", pool)):
+        blocked_baselines.FACILITY_CLIENTS_MAX = clients
+        try:
+            started = time.monotonic()
+            picks[name] = blocked_baselines.facility_location(x, k, np.random.default_rng(
+                [seed, BASELINE_SELECTION, RANDOM_STREAMS["facility-location"], 1]))
+            check[f"{name}_seconds"] = time.monotonic() - started
+        finally:
+            blocked_baselines.FACILITY_CLIENTS_MAX = sampled_clients
+        check[f"{name}_objective"] = facility_objective(x, picks[name])
+    check["shared_picks"] = len(set(picks["sampled"].tolist()) & set(picks["exact"].tolist()))
+    print(f"facility location at {pool:,} x {dim}: objective exact {check['exact_objective']:.1f}, sampled "
+          f"{check['sampled_objective']:.1f}, random {check['random_objective']:.1f}; {check['shared_picks']} of {k} "
+          f"picks shared; {check['exact_seconds']:.0f} s exact, {check['sampled_seconds']:.0f} s sampled", flush=True)
+    return check
+
+
+def facility_sentence(check):
+    gained = (check["sampled_objective"] - check["random_objective"]) / (check["exact_objective"] - check["random_objective"])
+    return (f"* Facility location's client sample, checked in one process on a synthetic pool of {check['pool']:,} × "
+            f"{check['dim']} (`--facility_check {check['pool']}`): the {check['k']} X-rays picked with "
+            f"{check['clients']:,} sampled clients reach {100 * gained:.1f} % of the exact greedy's gain over {check['k']} "
+            f"random X-rays in the whole pool's objective (exact {check['exact_objective']:,.1f}, sampled "
+            f"{check['sampled_objective']:,.1f}, random {check['random_objective']:,.1f}); {check['shared_picks']} of "
+            f"{check['k']} picks are the same; {check['exact_seconds']:.0f} s exact against "
+            f"{check['sampled_seconds']:.0f} s sampled.")
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    pools = [int(p) for p in args.pools.split(",")]
+    pools = [int(p) for p in args.pools.split(",") if p]  # "" with --facility_check: that check only
     dims = [int(d) for d in args.dims.split(",")]
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in BASELINE_METHODS]
     if unknown:
         sys.exit(f"error: unknown method(s) {', '.join(unknown)}; valid: {', '.join(BASELINE_METHODS)}")
     os.makedirs(args.work_dir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
-    results, commands = {}, []
+    results, commands, facility = {}, [], None
     command = "python3 bench/large_pool.py " + " ".join(argv if argv is not None else sys.argv[1:])
     earlier = os.path.join(args.out, "results.json")
     if args.update and os.path.exists(earlier):
@@ -162,6 +219,7 @@ def main(argv=None):
         if isinstance(stored, list):  # written before --update existed: the results only
             stored = {"results": stored}
         commands = stored.get("commands", [])
+        facility = stored.get("facility_check")
         for row in stored["results"]:
             results.setdefault((row["pool"], row["dim"]), {})[row["method"]] = row
     commands.append(command.strip())
@@ -179,26 +237,30 @@ def main(argv=None):
                                                 "estimate_bytes": estimated_peak_bytes(method, pool, dim)}
                 print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
                       + (f"  {message}" if status != "ok" else ""), flush=True)
-                markdown = write_results(results, commands, args)  # after each method: a long run stopped keeps them
-    print(markdown)
+                markdown = write_results(results, commands, args, facility)  # after each: a stopped run keeps them
+    if args.facility_check:
+        facility = facility_check(args.facility_check, dims[0], args.k, args.seed)
+    print(write_results(results, commands, args, facility))
 
 
-def write_results(results, commands, args):
+def write_results(results, commands, args, facility=None):
     """results.json and the markdown fragment of everything measured so far; returns the markdown."""
     with open(os.path.join(args.out, "results.json"), "w") as file:
         json.dump({"commands": commands, "results": [{**r, "pool": p, "dim": d, "method": m}
-                                                     for (p, d), by in results.items() for m, r in by.items()]},
-                  file, indent=1)
+                                                     for (p, d), by in results.items() for m, r in by.items()],
+                   "facility_check": facility}, file, indent=1)
     shown = [m for m in BASELINE_METHODS if any(m in by for by in results.values())]
     ordered = dict(sorted(results.items(), key=lambda item: (item[0][1], item[0][0])))
     body = (f"Each cell: wall time of `select_xrays.py -k {args.k}`, its peak resident memory, and in brackets "
-            "the estimate of models/baseline_memory.py (GB).\n\n" + table(ordered, shown) + "\n\n" + summary(ordered))
+            "the estimate of models/baseline_memory.py (GB).\n\n" + table(ordered, shown) + "\n\n" + summary(ordered)
+            + ("\n" + facility_sentence(facility) if facility else ""))
     markdown = fragment_text(body, "; then ".join(commands), machine_description())
     if args.fragment:
         os.makedirs(os.path.dirname(args.fragment) or ".", exist_ok=True)
         with open(args.fragment, "w") as file:
             file.write(markdown)
     return markdown
+
 
 if __name__ == "__main__":
     main()

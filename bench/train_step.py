@@ -38,6 +38,8 @@ from utils.config import apply_overrides, default_config  # noqa: E402
 from models.lstm_selector import LSTMSelector  # noqa: E402
 from models.classifier import MeanSimilarityClassifier  # noqa: E402
 from utils.results_fragment import run_writing_report  # noqa: E402
+from constants import NUM_EPOCHS, NUM_META_TRAIN_TASKS  # noqa: E402
+from run_selector import VALIDATE_EVERY  # noqa: E402
 
 CONDITIONS = ["Consolidation", "Lung Opacity", "Pleural Effusion", "Pneumothorax",
               "Enlarged Cardiomediastinum", "Cardiomegaly"]
@@ -148,7 +150,7 @@ def time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb
         "reward (classifier + AUROC)": median_ms(lambda: ours_step.reward(selection), repeats, device),
         "random baseline": median_ms(ours_step.baseline, repeats, device),
     }
-    lstm_ms = None
+    lstm_ms = lstm_forward_ms = None
     if not args.skip_lstm:
         selector = LSTMSelector(args.dim).to(device)
         pool_input = ours_step.gather()
@@ -156,8 +158,24 @@ def time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb
         def lstm_forward_backward():
             selector.zero_grad(set_to_none=True)
             selector(pool_input).sum().backward()
+
+        def lstm_forward():  # what meta-validation runs per batch
+            with torch.no_grad():
+                selector(pool_input)
         lstm_ms = median_ms(lstm_forward_backward, max(2, repeats // 3), device)
-    return original, ours, lstm_ms
+        lstm_forward_ms = median_ms(lstm_forward, max(2, repeats // 3), device)
+    return original, ours, lstm_ms, lstm_forward_ms
+
+
+def default_training_hours(args, step_ms, validation_ms):
+    """Hours of the default meta-training (constants.py's epochs and tasks, run_selector.py's validation
+    schedule) at the measured step time and time per meta-validation: (steps, validations, hours)."""
+    steps_per_epoch = math.ceil(NUM_META_TRAIN_TASKS / args.batch)
+    validations_per_epoch = steps_per_epoch // VALIDATE_EVERY
+    # run_selector.py validates at every VALIDATE_EVERY-th step of an epoch, and after the last step
+    validations = NUM_EPOCHS * validations_per_epoch + (steps_per_epoch % VALIDATE_EVERY != 0)
+    steps = NUM_EPOCHS * steps_per_epoch
+    return steps, validations, (steps * step_ms + validations * validation_ms) / 3.6e6
 
 
 def time_draw_scaling(args, rng):
@@ -344,7 +362,7 @@ def main(argv=None):
     table = make_table(positive_frame, positive_emb, normal_emb)
     shape = TaskShape(args.pool, math.ceil(args.pool / 2), args.query, math.ceil(args.query / 2))
 
-    original, ours, lstm_ms = time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb,
+    original, ours, lstm_ms, lstm_forward_ms = time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb,
                                               table, shape)
     print("| part of one training step | original (ms) | ours (ms) | original / ours |")
     print("| --- | ---: | ---: | ---: |")
@@ -370,6 +388,15 @@ def main(argv=None):
           f"({validation['original_ms'] / validation['ours_ms']:.0f}x); ours draws the fixed task set once per run "
           f"in {validation['ours_draw_once_ms'] / 1000:.2f} s")
 
+    if lstm_ms is not None:
+        validation_ms = validation["ours_ms"] + math.ceil(args.val_tasks / args.batch) * lstm_forward_ms
+        steps, validations, hours = default_training_hours(args, total_ours + lstm_ms, validation_ms)
+        print(f"\nthe default meta-training at these times: {steps} steps of {args.batch} tasks "
+              f"({(total_ours + lstm_ms) / 1000:.2f} s each) and {validations} meta-validations on {args.val_tasks} "
+              f"tasks ({validation_ms / 1000:.1f} s each, the BiLSTM forward {lstm_forward_ms:.0f} ms per batch): "
+              f"about {hours:.1f} hours" + ("" if (args.pool, args.query, args.k, args.dim) == (1000, 100, 20, 512)
+                                              else " (at this bench's shapes, not the paper's)"))
+
     memory = None
     if not args.skip_memory:
         memory = measure_memory(args, rng)
@@ -384,6 +411,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "original_ms": original, "ours_ms": ours, "lstm_ms": lstm_ms,
+                   "lstm_forward_ms": lstm_forward_ms,
                    "draw_scaling_ours_ms": scaling_ours, "draw_scaling_original_ms": scaling_original,
                    "validation": validation, "memory": memory}, f, indent=2)
     print(f"\nresults saved to {args.out}")

@@ -34,7 +34,9 @@ Pool size. Pools of up to ``models.pool_blocks.DENSE_POOL_MAX`` X-rays use the c
 algorithms computed from blocks of distances (models/blocked_baselines.py), never holding a
 pool x pool matrix: TypiClust's neighbours within each cluster, ProbCover's margins, ball counts
 and coverage updates, CoreSet's distances, facility location by lazy greedy evaluation (Minoux
-1978: the same picks, gains recomputed only for the candidates that could be best), the paper's
+1978: the same picks, gains recomputed only for the candidates that could be best; above
+``blocked_baselines.FACILITY_CLIENTS_MAX`` X-rays its objective sums over a random sample of that
+many, every X-ray still a candidate), the paper's
 k-medoids as k-medoids++ then alternating updates on each cluster's block. Only
 ``kmedoids-fasterpam`` changes algorithm: FasterPAM needs the whole matrix, so a larger pool gets
 FasterCLARA (Schubert & Rousseeuw 2021: FasterPAM on ``CLARA_SAMPLES`` random samples of

@@ -46,6 +46,25 @@ def project(tmp_path):
     return tmp_path
 
 
+def test_every_measured_number_in_the_prose_is_in_a_fragment_of_its_page():
+    # Prose that sums up a table ("+0.016 to +0.088 at K = 10") drifts with it unless it is checked too.
+    unquoted = docs_numbers.unquoted_pages(ROOT)
+    assert not unquoted, {os.path.relpath(page, ROOT): numbers for page, numbers in unquoted.items()}
+
+
+def test_prose_numbers_absent_from_the_pages_fragments_are_reported(project, capsys):
+    page = project / "docs" / "page.md"
+    page.write_text(page.read_text() + (
+        "It gained +0.021 and −0.604 here, 0.610 there, and 0.999 is a threshold.\n"
+        "A message `AUROC +0.333 in topk` and a code block are not measurements:\n```\nrun --lr +0.444\n```\n"
+        "A span over two lines, `shown as\n+0.555`, then +0.777 outside it.\n"), encoding="utf-8")
+    # 0.604 is only in the page's stale copy, not in fragment a.md (0.610): the prose quoting it has drifted
+    assert docs_numbers.unquoted_numbers(page.read_text(), str(project / "docs" / "results")) == [
+        (10, "+0.021"), (10, "−0.604"), (16, "+0.777")]
+    code, out, _ = run_main(docs_numbers.main, ["--check", "--root", project], capsys)
+    assert code == 1 and "+0.021 (line 10)" in out
+
+
 def test_a_drifted_copy_is_reported_then_refreshed(project, capsys):
     code, out, _ = run_main(docs_numbers.main, ["--check", "--root", project], capsys)
     assert code == 1 and "docs/page.md" in out

@@ -1,13 +1,16 @@
 """select_xrays.py's memory budget (--max_memory), --subsample, and the new baselines through the command."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import select_xrays
+from medselect.memory_budget import check_memory
 from models.baseline_memory import peak_bytes
 from models.baselines import select_baseline
-from tests.conftest import run_main
+from tests.conftest import ROOT, run_main
 from tests.medselect_helpers import DIM, write_pool
 from utils.errors import UserError
 from utils.memory import available_bytes, parse_size
@@ -77,3 +80,13 @@ def test_sizes_as_users_write_them():
         with pytest.raises(UserError):
             parse_size(bad)
     assert 0 < available_bytes()
+
+
+def test_the_refusal_quoted_in_own_xrays_md_is_the_one_the_code_gives():
+    # docs/own_xrays.md shows the message for typiclust on 300,000 X-rays of size 1024 with --max_memory 6G;
+    # the estimate's constants change with new measurements, and the quoted message must change with them.
+    with open(os.path.join(ROOT, "docs", "own_xrays.md"), encoding="utf-8") as f:
+        quoted = next(line.strip() for line in f if line.strip().startswith("error: method 'typiclust' on 300,000"))
+    with pytest.raises(UserError) as refused:
+        check_memory("typiclust", 300_000, 1024, parse_size("6G"))
+    assert quoted == f"error: {refused.value}"

@@ -128,12 +128,12 @@ ENTRY_POINTS = ["prepare_data", "xray_to_hdf5", "run_selector", "evaluate", "sel
 def test_help_states_each_default_once(module):
     parser = importlib.import_module(module).get_args_parser()
     text = re.sub(r"\s", "", parser.format_help())  # argparse wraps lines, also at hyphens
-    assert "(default:None)" not in text
+    assert "(default:None)" not in text and "(default:[])" not in text
     for action in parser._actions:
         if action.help and re.search(r"\bdefault\b", action.help, re.I):
             # a help text that states its default gets no second one
             assert re.sub(r"\s", "", f"{action.help} (default:") not in text, action.option_strings
-        elif action.help and action.default not in (None, False) and action.option_strings != ["-h", "--help"]:
+        elif action.help and action.default not in (None, False, []) and action.option_strings != ["-h", "--help"]:
             assert re.sub(r"\s", "", f"(default: {action.default})") in text, action.option_strings
 
 
