@@ -40,6 +40,10 @@ DEMO_TRAINING := --set NUM_META_TRAIN_TASKS=720 --set NUM_EPOCHS=1 --set BATCH_S
 DEMO_METHODS := medselect-sample,medselect-topk,medselect-untrained,random,kmedoids,kmedoids-fasterpam,typiclust,probcover,coreset
 DEMO_LABEL := Edema
 DEMO_BEST := $(DEMO_RUN)/best.pt
+# `make demo` times its own steps: $(call demo_mark,STEP) appends "STEP SECONDS-SINCE-THE-EPOCH" at the start of each
+# step ("end" after the last); scripts/demo_report.py turns the marks into each step's time.
+DEMO_STEP_TIMES := $(DEMO_RUNS)/step_times.txt
+demo_mark = $(PY) -c "import sys, time; print(sys.argv[1], time.time())" $(1) >> $(DEMO_STEP_TIMES)
 # Empty: the demo changes nothing in the repository. `make demo DOCS_RESULTS=docs/results` also writes the
 # fragments docs/evaluation.md quotes (then `make docs-numbers` copies them into the page).
 DOCS_RESULTS ?=
@@ -49,22 +53,28 @@ DOCS_RESULTS ?=
 ONE_THREAD := OMP_NUM_THREADS=1
 
 demo: venv
+	mkdir -p $(DEMO_RUNS) && rm -f $(DEMO_STEP_TIMES)
+	$(call demo_mark,images)
 	$(PY) scripts/make_demo_images.py --out $(DEMO_IMAGES) --checkpoint $(DEMO_CHECKPOINT) --patients 300 \
 	    --image_size 160x160
 	$(PY) prepare_data.py --train_csv $(DEMO_IMAGES)/CheXpert-v1.0-small/train.csv --out $(DEMO_SPLITS) \
 	    --val_frac 0.25 --test_frac 0.25 --overwrite $(DEMO_TASKS)
+	$(call demo_mark,embed)
 	for split in train_pos train_norm val_pos val_norm test_pos test_norm; do \
 	    $(PY) xray_to_hdf5.py -d $(DEMO_SPLITS)/$$split.csv -o $(DEMO_SPLITS)/$$split.hdf5 -c $(DEMO_CHECKPOINT) \
 	        --root $(DEMO_IMAGES) --overwrite || exit 1; \
 	done
+	$(call demo_mark,train)
 	$(ONE_THREAD) $(PY) run_selector.py \
 	    --train_pos_csv $(DEMO_SPLITS)/train_pos.csv --train_norm_csv $(DEMO_SPLITS)/train_norm.csv \
 	    --val_pos_csv $(DEMO_SPLITS)/val_pos.csv --val_norm_csv $(DEMO_SPLITS)/val_norm.csv \
 	    --out $(DEMO_RUN) --overwrite $(DEMO_TASKS) $(DEMO_TRAINING)
 	$(PY) -m utils.plots $(DEMO_RUN)
+	$(call demo_mark,evaluate)
 	$(ONE_THREAD) $(PY) evaluate.py --checkpoint $(DEMO_BEST) --methods $(DEMO_METHODS) --num_tasks 300 \
 	    --test_pos_csv $(DEMO_SPLITS)/test_pos.csv --test_norm_csv $(DEMO_SPLITS)/test_norm.csv \
 	    --out $(DEMO_TEST) --overwrite
+	$(call demo_mark,own_xrays)
 	$(PY) scripts/demo_pool.py pool --splits $(DEMO_SPLITS) --size 100 --out $(DEMO_POOL).csv
 	$(PY) xray_to_hdf5.py -d $(DEMO_POOL).csv -o $(DEMO_POOL).hdf5 -c $(DEMO_CHECKPOINT) --root $(DEMO_IMAGES) \
 	    --overwrite
@@ -78,9 +88,11 @@ demo: venv
 	        --unlabeled $(DEMO_POOL).csv --out $(DEMO_OWN)/predictions_$$method.csv \
 	        --ground_truth $(DEMO_POOL).csv || exit 1; \
 	done
+	$(call demo_mark,end)
 	$(ONE_THREAD) $(PY) scripts/demo_report.py --images_csv $(DEMO_IMAGES)/CheXpert-v1.0-small/train.csv --run $(DEMO_RUN) \
 	    --evaluation $(DEMO_TEST) --own_xrays $(DEMO_OWN) --pool $(DEMO_POOL).csv --label_column $(DEMO_LABEL) \
-	    --out $(DEMO_RUNS)/demo_summary.md $(if $(DOCS_RESULTS),--docs_results $(DOCS_RESULTS))
+	    --out $(DEMO_RUNS)/demo_summary.md --step_times $(DEMO_STEP_TIMES) --splits $(DEMO_SPLITS) \
+	    $(if $(DOCS_RESULTS),--docs_results $(DOCS_RESULTS))
 
 test: venv $(VENV)/.installed-encoders
 	$(PY) -m pytest -q tests

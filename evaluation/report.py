@@ -72,3 +72,18 @@ def per_task_csv(evaluations, methods, parameter=None):
                 values = ([value] if parameter else []) + [group, task, name] + [repr(float(a[task])) for a in aurocs]
                 rows.append(dict(zip(columns, values)))
     return csv_text(rows, columns)
+
+
+def read_paired_difference(overall, group, first, second):
+    """(difference, CI low, CI high) of ``first`` − ``second`` on ``group``'s tasks, read from results.csv's
+    rows (a DataFrame, one condition) whichever of the two is the pair's reference: results.csv stores
+    reference − method, so the other order is the negation with its interval's ends swapped."""
+    rows = overall[overall["group"] == group]
+    pair, sign = rows[(rows["reference"] == first) & (rows["method"] == second)], 1
+    if pair.empty:
+        pair, sign = rows[(rows["reference"] == second) & (rows["method"] == first)], -1
+    if pair.empty:
+        raise KeyError(f"results.csv has no paired difference of {first} and {second} for group {group}")
+    diff, low, high = (sign * pair[["diff_vs_medselect", "diff_ci_low", "diff_ci_high"]].iloc[0]).tolist()
+    low, high = sorted((low, high))
+    return diff, low, high

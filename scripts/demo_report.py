@@ -9,7 +9,9 @@ classify_xrays.py's CSVs) and the synthetic truth (the images CSV's acquisition 
 MedSelect command reads). Prints the summary and writes it to --out as Markdown. With --docs_results DIR it
 also writes the fragments docs/evaluation.md quotes (the results convention, utils/results_fragment.py):
 DIR/demo_table.md (the comparison and the meta-validation AUROCs), DIR/demo_own_xrays.md, and with
---modes DIR/demo_selection_modes.md (evaluate.py's comparison of the selection modes).
+--modes DIR/demo_selection_modes.md (evaluate.py's comparison of the selection modes). With --step_times (the
+marks `make demo` writes at the start of each step) the summary says how long each step took, and
+--docs_results also gets DIR/demo_time.md.
 """
 import argparse
 import json
@@ -21,10 +23,13 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from medselect.classification import ground_truth_auroc  # noqa: E402
+from data.csv_hdf5 import embedding_shape  # noqa: E402
 from data.synthetic import ACQUISITION_COLUMN, POOR  # noqa: E402
 from data.synthetic_images import POOR_ACQUISITION_NOTE  # noqa: E402
 from evaluation.references import REFERENCES  # noqa: E402
+from evaluation.report import read_paired_difference  # noqa: E402
 from utils.atomic import atomic_write_text  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
 from utils.plots import CURVES_FILE  # noqa: E402
 from utils.results_fragment import machine_description, write_fragment  # noqa: E402
 
@@ -35,6 +40,16 @@ MODES = ("medselect-sample", "medselect-sample-distinct", "medselect-topk", "med
 MODES_COMMAND = ("OMP_NUM_THREADS=1 python3 evaluate.py --checkpoint demo_runs/selector/best.pt "
                  "--test_pos_csv demo_data/splits/test_pos.csv --test_norm_csv demo_data/splits/test_norm.csv "
                  f"--methods {','.join(MODES)} --num_tasks 1000 --out demo_runs/test_modes")
+# The Makefile's step marks (`STEP SECONDS` lines, each the start of STEP; END after the last step), in its order.
+STEPS = {"images": "scripts/make_demo_images.py: the pictures and the random checkpoint",
+         "prepare": "prepare_data.py: the splits",
+         "embed": "xray_to_hdf5.py on the six split CSVs",
+         "train": "run_selector.py (meta-training) and the training-curve plot",
+         "evaluate": "evaluate.py",
+         "own_xrays": "your own X-rays: demo_pool.py, xray_to_hdf5.py on the pool, select_xrays.py, classify_xrays.py"}
+END = "end"
+EMBED_STEP = "embed"
+SPLIT_FILES = ("train_pos", "train_norm", "val_pos", "val_norm", "test_pos", "test_norm")  # the Makefile's loop
 
 
 def get_args_parser():
@@ -49,8 +64,16 @@ def get_args_parser():
     parser.add_argument("--label_column", required=True, help="the finding labelled in the own-X-rays run")
     parser.add_argument("--out", required=True, help="Markdown file for the summary")
     parser.add_argument("--docs_results", metavar="DIR",
-                        help="also write the docs fragments demo_table.md and demo_own_xrays.md to DIR (for the "
-                             "repository's docs: docs/results; then make docs-numbers). Default: none written")
+                        help="also write the docs fragments demo_table.md and demo_own_xrays.md (and demo_time.md "
+                             "with --step_times) to DIR (for the repository's docs: docs/results; then make "
+                             "docs-numbers). Default: none written")
+    parser.add_argument("--step_times", metavar="FILE",
+                        help="the step marks of make demo (a 'STEP SECONDS' line at the start of each step, seconds "
+                             f"since the epoch, '{END} SECONDS' after the last): the summary says each step's time. "
+                             "Needs --splits. Default: no times")
+    parser.add_argument("--splits", metavar="DIR",
+                        help="with --step_times: prepare_data.py's --out, whose six split HDF5s are what the "
+                             "embedding step embedded (for its images/s)")
     parser.add_argument("--modes", metavar="EVALUATION",
                         help="with --docs_results: the --out of evaluate.py run as in docs/evaluation.md's "
                              "selection-mode comparison; writes DIR/demo_selection_modes.md")
@@ -59,6 +82,9 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.step_times and not args.splits:
+        raise UserError("--step_times needs --splits (prepare_data.py's --out), to count the pictures embedded")
+    times = time_lines(read_step_marks(args.step_times), embedded_pictures(args.splits)) if args.step_times else []
     images = pd.read_csv(args.images_csv)
     share = (images[ACQUISITION_COLUMN] == POOR).mean()
     with open(os.path.join(args.evaluation, "results.json")) as f:
@@ -71,17 +97,18 @@ def main(argv=None):
              "Plots:", "",
              f"* training curve: {os.path.join(args.run, CURVES_FILE)}",
              f"* AUROC by method and condition, 95% CIs: {os.path.join(args.evaluation, 'auroc_by_condition.png')}",
-             f"* every number above, per condition: {os.path.join(args.evaluation, 'results.md')}"]
+             f"* every number above, per condition: {os.path.join(args.evaluation, 'results.md')}",
+             *(["", *times] if times else [])]
     text = "\n".join(lines) + "\n"
     atomic_write_text(text, args.out)
     print(text)
     print(f"(this summary is also in {args.out})")
     if args.docs_results:
-        write_docs_fragments(args, results, evaluation)
+        write_docs_fragments(args, results, evaluation, times)
     return 0
 
 
-def write_docs_fragments(args, results, evaluation):
+def write_docs_fragments(args, results, evaluation, times=()):
     """The fragments docs/evaluation.md quotes, each naming the command that made its numbers."""
     machine = machine_description()
     table = comparison_table(results, evaluation)[2:]  # the table without the sentence that explains it
@@ -104,18 +131,65 @@ def write_docs_fragments(args, results, evaluation):
         write_fragment(os.path.join(args.docs_results, "demo_selection_modes.md"),
                        "\n".join(selection_modes_table(modes, modes_evaluation)), f"make demo; {MODES_COMMAND}",
                        machine)
+    if times:
+        write_fragment(os.path.join(args.docs_results, "demo_time.md"), "\n".join(times), "make demo", machine)
+
+
+def read_step_marks(path):
+    """[(step, seconds since the epoch)] of the marks file, in its order; refused in one line unless each line is
+    'STEP SECONDS', no step is marked twice, the times do not decrease, and the last mark is END."""
+    marks = []
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: step marks file not found")
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            words = line.split()
+            try:
+                marks.append((words[0], float(words[1])))
+                if len(words) != 2:
+                    raise ValueError
+            except (IndexError, ValueError):
+                raise UserError(f"{path}:{number}: expected 'STEP SECONDS', found {line.strip()!r}") from None
+            if marks[-1][0] in [step for step, _ in marks[:-1]]:
+                raise UserError(f"{path}:{number}: step {marks[-1][0]} is marked twice")
+            if len(marks) > 1 and marks[-1][1] < marks[-2][1]:
+                raise UserError(f"{path}:{number}: {marks[-1][0]}'s time is earlier than {marks[-2][0]}'s")
+    if len(marks) < 2 or marks[-1][0] != END:
+        raise UserError(f"{path}: needs a mark at the start of each step and '{END}' after the last")
+    return marks
+
+
+def embedded_pictures(splits):
+    """The rows of the six split HDF5s: the pictures the embedding step embedded."""
+    return sum(embedding_shape(os.path.join(splits, f"{name}.hdf5"))[0] for name in SPLIT_FILES)
+
+
+def minutes_seconds(seconds):
+    """'4 min 58 s' (or '41 s')."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def time_lines(marks, pictures):
+    """Markdown lines: each step's time (the difference of its mark and the next), the total, and the
+    embedding step's images/s."""
+    durations = {step: end - start for (step, start), (_, end) in zip(marks, marks[1:])}
+    total = marks[-1][1] - marks[0][1]
+    lines = ["Time of each step of `make demo` (wall clock; the small-tensor commands run with "
+             "`OMP_NUM_THREADS=1`, the embedding with torch's default threads):", "",
+             "| step | seconds | share |", "|---|---:|---:|"]
+    lines += [f"| {STEPS.get(step, step)} | {seconds:.1f} | {seconds / max(total, 1e-9):.0%} |"
+              for step, seconds in durations.items()]
+    lines.append(f"| total | {total:.1f} ({minutes_seconds(total)}) | 100% |")
+    if durations.get(EMBED_STEP):
+        lines += ["", f"The embedding step embedded {pictures} pictures (the six split HDF5s) at "
+                      f"{pictures / durations[EMBED_STEP]:.1f} images/s."]
+    return lines
 
 
 def paired_difference(overall, group, first, second):
     """'+0.012 [−0.003, +0.025]': first − second on the group's tasks, read from the row that pairs them."""
-    rows = overall[overall["group"] == group]
-    pair = rows[(rows["reference"] == first) & (rows["method"] == second)]
-    sign = 1
-    if pair.empty:
-        pair, sign = rows[(rows["reference"] == second) & (rows["method"] == first)], -1
-    diff, low, high = (sign * pair[["diff_vs_medselect", "diff_ci_low", "diff_ci_high"]].iloc[0]).tolist()
-    low, high = sorted((low, high))
-    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return "{:+.3f} [{:+.3f}, {:+.3f}]".format(*read_paired_difference(overall, group, first, second))
 
 
 def selection_modes_table(results, evaluation):
@@ -186,4 +260,4 @@ def own_xrays_lines(args):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))
