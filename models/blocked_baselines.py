@@ -19,7 +19,7 @@ from models import pool_blocks
 from models.baselines import (FASTERPAM_MAX_ITER, KMEDOIDS_MAX_ITER, PROBCOVER_CLASSES, PROBCOVER_DELTAS,
                               PROBCOVER_PURITY, TYPICLUST_NEIGHBOURS, kmeans, kmedoids_plus_plus,
                               kmeans_nearest_baseline, kmedoids_medoids, pairwise_distances, task_uniforms)
-from models.pool_blocks import PoolDistances, row_blocks
+from models.pool_blocks import PoolDistances, count_true, row_blocks
 from utils.progress import progress_bar
 
 KMEDOIDS_EXACT_MAX = 30_000  # the paper's k-medoids exactly up to this pool size; CLARA around it above
@@ -30,7 +30,7 @@ FACILITY_CANDIDATES = 64  # candidates whose facility-location gain is recompute
 # this many above it, so that a step costs O(P x FACILITY_CLIENTS_MAX) and 100,000 X-rays take minutes, not hours.
 FACILITY_CLIENTS_MAX = 30_000
 FACILITY_BOUND_SLACK = 1e-4  # per X-ray, added to the first upper bounds against rounding
-COVERAGE_SLACK = 1e-3  # added to ProbCover's 2 delta (unit-sphere distances, at most 2) against rounding
+PROBCOVER_CANDIDATES = 64  # candidates whose ProbCover coverage is recounted together
 
 
 def _bar(total, desc, unit="block"):
@@ -70,28 +70,41 @@ def typicality(distances, labels, neighbours=TYPICLUST_NEIGHBOURS, eps=1e-7):
 
 
 def probcover(x, k, rng):
+    """baselines.probcover's greedy by lazy evaluation. A candidate's coverage (the X-rays within delta of it not
+    covered yet) only shrinks as picks are added, so a coverage counted earlier bounds it from above: each step
+    recounts the candidates with the largest bound + tie-break, PROBCOVER_CANDIDATES of them and twice as many at
+    each further round of the step, until the best recounted one is above every other bound. The same picks as
+    updating every ball after each pick, which reads every (pool, newly covered) pair: a whole pass over the pool's
+    pairs in all, where the recounts read (candidates, uncovered) pairs only."""
     x = F.normalize(x, dim=-1)
     pool = x.shape[0]
     distances = PoolDistances(x)
     labels = kmeans(x[None], min(PROBCOVER_CLASSES, pool), [rng])[0][0]  # (P,)
     delta = probcover_delta(distances, labels)
     tie_break = 0.5 * task_uniforms([rng], (k, pool), x.device, x.dtype)[0]  # (k, P)
-    coverage = ball_counts(distances, delta, torch.arange(pool, device=x.device), "ProbCover balls")  # (P,)
+    bound = ball_counts(distances, delta, torch.arange(pool, device=x.device), "ProbCover balls")  # (P,) exact at first
     uncovered = torch.ones(pool, dtype=torch.bool, device=x.device)
     taken = torch.zeros_like(uncovered)
     picks = []
     for step in progress_bar(iterable=range(k), desc="ProbCover picks", unit="pick", leave=False):
-        pick = (coverage.to(x.dtype) + tie_break[step]).masked_fill(taken, -float("inf")).argmax()
+        fresh = taken.clone()  # candidates whose bound is their coverage at this step (the taken: -inf)
+        targets = torch.nonzero(uncovered).squeeze(1)
+        width = PROBCOVER_CANDIDATES
+        while True:
+            value = bound.to(x.dtype) + tie_break[step]
+            candidates = value.masked_fill(fresh, -float("inf")).topk(min(width, int((~fresh).sum()))).indices
+            width *= 2
+            bound[candidates] = ball_counts(distances, delta, targets, rows=candidates)
+            fresh[candidates] = True
+            value = bound.to(x.dtype) + tie_break[step]
+            best = value.masked_fill(~fresh | taken, -float("inf")).max()
+            # strictly above: an equal bound not recounted could be an equal value at a lower position
+            if fresh.all() or best > value.masked_fill(fresh, -float("inf")).max():
+                break
+        pick = value.masked_fill(~fresh | taken, -float("inf")).argmax()  # the lowest position among equals
         taken[pick] = True
         picks.append(pick)
-        if step + 1 < k:  # the balls that held the newly covered X-rays lose them
-            to_pick = distances.block(pick.view(1))[0]  # (P,)
-            newly = torch.nonzero((to_pick <= delta) & uncovered).squeeze(1)
-            # Only a ball centred within 2 delta of the pick can hold an X-ray within delta of it (triangle
-            # inequality): the others are not recounted. The slack covers the rounding of the distances.
-            near = torch.nonzero(to_pick <= 2 * delta + COVERAGE_SLACK).squeeze(1)
-            coverage[near] -= ball_counts(distances, delta, newly, rows=near)
-            uncovered[newly] = False
+        uncovered &= distances.block(pick.view(1))[0] > delta
     return torch.stack(picks)
 
 
@@ -142,8 +155,8 @@ def _all_ball_counts(distances, delta, desc):
         rows = torch.arange(start, stop, device=device)
         within = distances.partial(rows, torch.arange(start, pool, device=device)) \
             <= (delta * delta - distances.squared[rows]).unsqueeze(1)  # (b, P - start)
-        counts[start:stop] += within.sum(1)
-        counts[stop:] += within[:, stop - start:].sum(0)
+        counts[start:stop] += count_true(within, 1)
+        counts[stop:] += count_true(within[:, stop - start:], 0)
         bar.update((stop - start) * (pool - start))
     bar.close()
     return counts

@@ -28,6 +28,12 @@ def row_blocks(rows, columns, itemsize):
         yield slice(start, min(start + step, total))
 
 
+def count_true(mask, dim):
+    """How many elements of a bool tensor are True along ``dim`` (int64). Summed as bytes into int32: twice as fast
+    on a CPU as summing the bools themselves, which converts every element to int64 first."""
+    return mask.view(torch.uint8).sum(dim, dtype=torch.int32).long()
+
+
 class PoolDistances:
     """Euclidean distances between the X-rays of one pool, computed on demand.
 
@@ -69,7 +75,7 @@ class PoolDistances:
     def count_within(self, rows, radius, cols=None):
         """(b,) int64: how many of ``cols`` (default: the pool) lie within ``radius`` of each of ``rows``."""
         bound = (radius * radius - self.squared[rows]).unsqueeze(1)  # d^2 <= r^2  <=>  partial <= r^2 - |x_i|^2
-        return (self.partial(rows, cols) <= bound).sum(1)
+        return count_true(self.partial(rows, cols) <= bound, 1)
 
     def __getitem__(self, rows):
         single = np.ndim(rows) == 0
