@@ -69,8 +69,8 @@ def get_args_parser():
     parser.add_argument("--label_column", required=True, help="the finding labelled in the own-X-rays run")
     parser.add_argument("--out", required=True, help="Markdown file for the summary")
     parser.add_argument("--docs_results", metavar="DIR",
-                        help="also write the docs fragments demo_table.md and demo_own_xrays.md (and demo_time.md "
-                             "with --step_times) to DIR (for the repository's docs: docs/results; then make "
+                        help="also write the docs fragments demo_table.md and demo_own_xrays.md (demo_data.md with "
+                             "--splits, demo_time.md with --step_times) to DIR (for the repository's docs: docs/results; then make "
                              "docs-numbers). Default: none written")
     parser.add_argument("--step_times", metavar="FILE",
                         help="the step marks of make demo (a 'STEP SECONDS' line at the start of each step, seconds "
@@ -185,6 +185,11 @@ def data_lines(images, splits):
     DataFrame); per split, the patients of its positive and normal CSVs, and the test split's positive and normal
     X-rays; the embeddings of the six split HDF5s: their mean norm and the mean cosine similarity of two different
     rows (near 1 when every embedding points the same way, as with an uncalibrated random encoder)."""
+    for name in SPLIT_FILES:
+        for ext in ("csv", "hdf5"):
+            if not os.path.isfile(os.path.join(splits, f"{name}.{ext}")):
+                raise UserError(f"{os.path.join(splits, f'{name}.{ext}')}: not found (--splits must be "
+                                "prepare_data.py's --out, each split CSV embedded beside it)")
     frames = {name: pd.read_csv(os.path.join(splits, f"{name}.csv"), usecols=["Path"]) for name in SPLIT_FILES}
     split_patients = [len(patients(pd.concat([frames[f"{split}_pos"]["Path"], frames[f"{split}_norm"]["Path"]])))
                       for split in ("train", "val", "test")]

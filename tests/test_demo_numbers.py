@@ -137,3 +137,11 @@ def test_data_lines_count_pictures_patients_and_x_rays_and_measure_the_embedding
     assert f"(the six split HDF5s, 13 rows): mean norm {mean_norm:.1f}; " in line
     assert line.endswith(f"mean cosine similarity of two different X-rays {mean_cosine:.3f}.")
     assert 0.3 < mean_cosine < 0.99  # a premise of the check: neither orthogonal nor all one direction
+
+
+def test_data_lines_name_a_missing_split_file(tmp_path):
+    for name in demo_report.SPLIT_FILES:
+        pd.DataFrame({"Path": ["CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"]}).to_csv(
+            tmp_path / f"{name}.csv", index=False)  # the CSVs, none embedded yet
+    with pytest.raises(demo_report.UserError, match="train_pos.hdf5: not found"):
+        demo_report.data_lines(pd.DataFrame({"Path": []}), str(tmp_path))
