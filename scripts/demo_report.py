@@ -11,19 +11,24 @@ also writes the fragments docs/evaluation.md quotes (the results convention, uti
 DIR/demo_table.md (the comparison and the meta-validation AUROCs), DIR/demo_own_xrays.md, and with
 --modes DIR/demo_selection_modes.md (evaluate.py's comparison of the selection modes). With --step_times (the
 marks `make demo` writes at the start of each step) the summary says how long each step took, and
---docs_results also gets DIR/demo_time.md.
+--docs_results also gets DIR/demo_time.md. With --splits the summary says what the data steps made (pictures,
+patients, each split's patients and the test split's X-rays, the embeddings' norm and cosine similarity), and
+--docs_results also gets DIR/demo_data.md.
 """
 import argparse
 import json
 import os
 import sys
 
+import h5py
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from medselect.classification import ground_truth_auroc  # noqa: E402
 from data.csv_hdf5 import embedding_shape  # noqa: E402
+from data.input_checks import PATIENT_PATTERN  # noqa: E402
 from data.synthetic import ACQUISITION_COLUMN, POOR  # noqa: E402
 from data.synthetic_images import POOR_ACQUISITION_NOTE  # noqa: E402
 from evaluation.references import REFERENCES  # noqa: E402
@@ -64,16 +69,18 @@ def get_args_parser():
     parser.add_argument("--label_column", required=True, help="the finding labelled in the own-X-rays run")
     parser.add_argument("--out", required=True, help="Markdown file for the summary")
     parser.add_argument("--docs_results", metavar="DIR",
-                        help="also write the docs fragments demo_table.md and demo_own_xrays.md (and demo_time.md "
-                             "with --step_times) to DIR (for the repository's docs: docs/results; then make "
+                        help="also write the docs fragments demo_table.md and demo_own_xrays.md (demo_data.md with "
+                             "--splits, demo_time.md with --step_times) to DIR (for the repository's docs: docs/results; then make "
                              "docs-numbers). Default: none written")
     parser.add_argument("--step_times", metavar="FILE",
                         help="the step marks of make demo (a 'STEP SECONDS' line at the start of each step, seconds "
                              f"since the epoch, '{END} SECONDS' after the last): the summary says each step's time. "
                              "Needs --splits. Default: no times")
     parser.add_argument("--splits", metavar="DIR",
-                        help="with --step_times: prepare_data.py's --out, whose six split HDF5s are what the "
-                             "embedding step embedded (for its images/s)")
+                        help="prepare_data.py's --out with the six split CSVs and their HDF5s: the summary says how "
+                             "many patients and X-rays each split holds and the embeddings' norm and cosine "
+                             "similarity (with --docs_results also in DIR/demo_data.md); with --step_times, they are "
+                             "what the embedding step embedded (for its images/s). Default: none of this")
     parser.add_argument("--modes", metavar="EVALUATION",
                         help="with --docs_results: the --out of evaluate.py run as in docs/evaluation.md's "
                              "selection-mode comparison; writes DIR/demo_selection_modes.md")
@@ -86,12 +93,14 @@ def main(argv=None):
         raise UserError("--step_times needs --splits (prepare_data.py's --out), to count the pictures embedded")
     times = time_lines(read_step_marks(args.step_times), embedded_pictures(args.splits)) if args.step_times else []
     images = pd.read_csv(args.images_csv)
+    data = data_lines(images, args.splits) if args.splits else []
     share = (images[ACQUISITION_COLUMN] == POOR).mean()
     with open(os.path.join(args.evaluation, "results.json")) as f:
         evaluation = json.load(f)
     results = pd.read_csv(os.path.join(args.evaluation, "results.csv"))
     lines = ["# MedSelect demo on SYNTHETIC data (not X-rays; random-weight encoder)", "",
              f"{POOR_ACQUISITION_NOTE}: here {share:.0%} of the {len(images)} images.", "",
+             *([*data, ""] if data else []),
              *comparison_table(results, evaluation), "",
              *own_xrays_lines(args), "",
              "Plots:", "",
@@ -104,11 +113,11 @@ def main(argv=None):
     print(text)
     print(f"(this summary is also in {args.out})")
     if args.docs_results:
-        write_docs_fragments(args, results, evaluation, times)
+        write_docs_fragments(args, results, evaluation, times, data)
     return 0
 
 
-def write_docs_fragments(args, results, evaluation, times=()):
+def write_docs_fragments(args, results, evaluation, times=(), data=()):
     """The fragments docs/evaluation.md quotes, each naming the command that made its numbers."""
     machine = machine_description()
     table = comparison_table(results, evaluation)[2:]  # the table without the sentence that explains it
@@ -133,6 +142,8 @@ def write_docs_fragments(args, results, evaluation, times=()):
                        machine)
     if times:
         write_fragment(os.path.join(args.docs_results, "demo_time.md"), "\n".join(times), "make demo", machine)
+    if data:
+        write_fragment(os.path.join(args.docs_results, "demo_data.md"), "\n".join(data), "make demo", machine)
 
 
 def read_step_marks(path):
@@ -162,6 +173,42 @@ def read_step_marks(path):
 def embedded_pictures(splits):
     """The rows of the six split HDF5s: the pictures the embedding step embedded."""
     return sum(embedding_shape(os.path.join(splits, f"{name}.hdf5"))[0] for name in SPLIT_FILES)
+
+
+def patients(paths):
+    """The distinct CheXpert patients (``patientNNNNN``) of a Series of paths."""
+    return set(paths.astype(str).str.extract(PATIENT_PATTERN, expand=False).dropna())
+
+
+def data_lines(images, splits):
+    """Markdown lines: what the data steps made. The pictures and patients of the images CSV (``images``, a
+    DataFrame); per split, the patients of its positive and normal CSVs, and the test split's positive and normal
+    X-rays; the embeddings of the six split HDF5s: their mean norm and the mean cosine similarity of two different
+    rows (near 1 when every embedding points the same way, as with an uncalibrated random encoder)."""
+    for name in SPLIT_FILES:
+        for ext in ("csv", "hdf5"):
+            if not os.path.isfile(os.path.join(splits, f"{name}.{ext}")):
+                raise UserError(f"{os.path.join(splits, f'{name}.{ext}')}: not found (--splits must be "
+                                "prepare_data.py's --out, each split CSV embedded beside it)")
+    frames = {name: pd.read_csv(os.path.join(splits, f"{name}.csv"), usecols=["Path"]) for name in SPLIT_FILES}
+    split_patients = [len(patients(pd.concat([frames[f"{split}_pos"]["Path"], frames[f"{split}_norm"]["Path"]])))
+                      for split in ("train", "val", "test")]
+    embeddings = []
+    for name in SPLIT_FILES:
+        with h5py.File(os.path.join(splits, f"{name}.hdf5"), "r") as f:
+            embeddings.append(np.asarray(f["dataset"], dtype=np.float64))
+    embeddings = np.concatenate(embeddings)  # (rows, D)
+    norms = np.linalg.norm(embeddings, axis=1)
+    unit_sum = (embeddings / norms[:, None]).sum(axis=0)
+    rows = len(embeddings)
+    # the sum over ordered pairs i != j of u_i . u_j = |sum of u|^2 - rows (each u_i . u_i is 1)
+    mean_cosine = (unit_sum @ unit_sum - rows) / (rows * (rows - 1))
+    return [f"The demo's data: {len(images)} pictures of {len(patients(images['Path']))} patients "
+            "(scripts/make_demo_images.py); prepare_data.py split the patients with a positive or normal study "
+            f"{' / '.join(map(str, split_patients))} (training / validation / test), and the test split holds "
+            f"{len(frames['test_pos'])} positive and {len(frames['test_norm'])} normal X-rays. Their embeddings "
+            f"(the six split HDF5s, {rows} rows): mean norm {norms.mean():.1f}; mean cosine similarity of two "
+            f"different X-rays {mean_cosine:.3f}."]
 
 
 def minutes_seconds(seconds):

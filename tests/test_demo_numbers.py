@@ -102,3 +102,46 @@ def test_tuning_refuses_without_the_demos_data_before_running_anything(tmp_path,
     assert code == 2 and err.count("\n") == 1
     assert "the demo's prepared data is missing (train_pos.csv" in err and "run make demo first" in err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_data_lines_count_pictures_patients_and_x_rays_and_measure_the_embeddings(tmp_path):
+    """Split CSVs and HDF5s built here: patients counted by hand (a patient with several X-rays, or with X-rays in
+    both a split's positive and normal CSV, counts once), and the embeddings' statistics from scikit-learn."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    def path(patient, study=1):
+        return f"CheXpert-v1.0-small/train/patient{patient:05d}/study{study}/view1_frontal.jpg"
+
+    split_patients = {"train_pos": [1, 1, 2, 3], "train_norm": [3, 4],  # train: patients 1, 2, 3, 4
+                      "val_pos": [5], "val_norm": [6, 6],  # val: 5, 6
+                      "test_pos": [7, 8, 8], "test_norm": [9]}  # test: 7, 8, 9; 3 positive and 1 normal X-rays
+    rng = np.random.default_rng(0)
+    stacked = []
+    for name, ids in split_patients.items():
+        pd.DataFrame({"Path": [path(p, study) for study, p in enumerate(ids, 1)]}).to_csv(tmp_path / f"{name}.csv",
+                                                                                           index=False)
+        rows = rng.normal(size=(len(ids), 5)).astype(np.float32) + 2.0  # pointing roughly one way
+        stacked.append(rows)
+        with h5py.File(tmp_path / f"{name}.hdf5", "w") as f:
+            f.create_dataset("dataset", data=rows)
+    images = pd.DataFrame({"Path": [path(p, s) for p in range(1, 11) for s in (1, 2)] + [path(10, 3)]})
+    stacked = np.concatenate(stacked).astype(np.float64)
+    similarity = cosine_similarity(stacked)
+    mean_cosine = similarity[~np.eye(len(stacked), dtype=bool)].mean()
+    mean_norm = np.mean([np.sqrt(sum(v * v for v in row)) for row in stacked])
+
+    (line,) = demo_report.data_lines(images, str(tmp_path))
+    assert line.startswith("The demo's data: 21 pictures of 10 patients ")
+    assert "study 4 / 2 / 3 (training / validation / test)" in line
+    assert "the test split holds 3 positive and 1 normal X-rays" in line
+    assert f"(the six split HDF5s, 13 rows): mean norm {mean_norm:.1f}; " in line
+    assert line.endswith(f"mean cosine similarity of two different X-rays {mean_cosine:.3f}.")
+    assert 0.3 < mean_cosine < 0.99  # a premise of the check: neither orthogonal nor all one direction
+
+
+def test_data_lines_name_a_missing_split_file(tmp_path):
+    for name in demo_report.SPLIT_FILES:
+        pd.DataFrame({"Path": ["CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"]}).to_csv(
+            tmp_path / f"{name}.csv", index=False)  # the CSVs, none embedded yet
+    with pytest.raises(demo_report.UserError, match="train_pos.hdf5: not found"):
+        demo_report.data_lines(pd.DataFrame({"Path": []}), str(tmp_path))
