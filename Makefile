@@ -57,6 +57,7 @@ demo: venv
 	$(call demo_mark,images)
 	$(PY) scripts/make_demo_images.py --out $(DEMO_IMAGES) --checkpoint $(DEMO_CHECKPOINT) --patients 300 \
 	    --image_size 160x160
+	$(call demo_mark,prepare)
 	$(PY) prepare_data.py --train_csv $(DEMO_IMAGES)/CheXpert-v1.0-small/train.csv --out $(DEMO_SPLITS) \
 	    --val_frac 0.25 --test_frac 0.25 --overwrite $(DEMO_TASKS)
 	$(call demo_mark,embed)

@@ -1,6 +1,9 @@
 """The demo's numbers that docs/evaluation.md quotes besides its tables: the time of each `make demo` step
 (scripts/demo_report.py --step_times) and the tuning runs (bench/demo_tuning.py). Each is checked against
 numbers worked out by hand from given files, never against a fresh run's."""
+import os
+import re
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -8,7 +11,7 @@ import pytest
 
 from bench import demo_tuning
 from scripts import demo_report
-from tests.conftest import run_main
+from tests.conftest import ROOT, run_main
 
 
 def write_marks(path, lines):
@@ -37,6 +40,13 @@ def test_each_step_takes_the_time_between_its_mark_and_the_next(tmp_path):
 def test_marks_out_of_order_malformed_or_unfinished_are_refused(tmp_path, lines, problem):
     with pytest.raises(demo_report.UserError, match=problem):
         demo_report.read_step_marks(write_marks(tmp_path / "marks.txt", lines))
+
+
+def test_make_demo_marks_every_step_the_report_names_in_its_order():
+    # A step the Makefile does not mark is silently added to the step before it in the time table.
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+        marked = re.findall(r"^\t\$\(call demo_mark,(\w+)\)", f.read(), re.MULTILINE)  # recipe lines only
+    assert marked == [*demo_report.STEPS, demo_report.END]
 
 
 def test_the_pictures_embedded_are_the_rows_of_the_six_split_hdf5s(tmp_path):
