@@ -32,7 +32,7 @@ from models.baseline_memory import peak_bytes as estimated_peak_bytes  # noqa: E
 from models.baselines import BASELINE_METHODS, RANDOM_STREAMS  # noqa: E402
 from models.pool_blocks import row_blocks  # noqa: E402
 from utils.seeding import BASELINE_SELECTION  # noqa: E402
-from utils.results_fragment import fragment_text, machine_description  # noqa: E402
+from utils.results_fragment import command_line, fragment_text, machine_description  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTERS = 32  # Gaussian clusters of the synthetic pool
@@ -211,7 +211,7 @@ def main(argv=None):
     os.makedirs(args.work_dir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     results, commands, facility = {}, [], None
-    command = "python3 bench/large_pool.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("bench/large_pool.py", argv)
     earlier = os.path.join(args.out, "results.json")
     if args.update and os.path.exists(earlier):
         with open(earlier) as file:
