@@ -233,8 +233,7 @@ def main(argv=None):
                 status, seconds, peak, message = run_method(method, pool_csv, args.k, args.timeout, args.max_memory,
                                                             os.path.join(args.work_dir, "selected.csv"))
                 results[(pool, dim)][method] = {"status": status, "seconds": seconds, "peak_bytes": peak,
-                                                "message": message, "load_before": load_before,
-                                                "estimate_bytes": estimated_peak_bytes(method, pool, dim)}
+                                                "message": message, "load_before": load_before}
                 print(f"{pool:>8,} x {dim:<5} {method:<20} {status:<8} {seconds:8.1f} s {peak / 2**30:6.2f} GB"
                       + (f"  {message}" if status != "ok" else ""), flush=True)
                 markdown = write_results(results, commands, args, facility)  # after each: a stopped run keeps them
@@ -245,6 +244,9 @@ def main(argv=None):
 
 def write_results(results, commands, args, facility=None):
     """results.json and the markdown fragment of everything measured so far; returns the markdown."""
+    for (pool, dim), by_method in results.items():  # today's estimate: the one --max_memory is checked against
+        for method, result in by_method.items():
+            result["estimate_bytes"] = estimated_peak_bytes(method, pool, dim)
     with open(os.path.join(args.out, "results.json"), "w") as file:
         json.dump({"commands": commands, "results": [{**r, "pool": p, "dim": d, "method": m}
                                                      for (p, d), by in results.items() for m, r in by.items()],
