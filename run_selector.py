@@ -29,8 +29,8 @@ from data.prefetch import prefetched
 from data.tasks import TRAIN_STREAM, VALIDATION_STREAM, FixedTaskSet, TaskSampler, TaskShape, to_task_batch
 from data.validation_overlap import crowded_validation_warning
 from data.xray_table import load_xray_table
-from engine import (SAMPLE, TOPK, NonFiniteLoss, is_validation_step, evaluate_random_selection, evaluate_selector, learning_rate_for_epoch,
-                    train_step)
+from engine import (SAMPLE, TOPK, NonFiniteLoss, evaluate_random_selection, evaluate_selector, is_validation_step,
+                    learning_rate_for_epoch, train_step)
 from models.checkpoint import (BEST_CHECKPOINT, LAST_CHECKPOINT, RUN_CONFIG, checkpoint_config, checkpoint_origin,
                                load_checkpoint, save_checkpoint, selector_from_checkpoint)
 from models.selector import build_selector

@@ -359,8 +359,8 @@ def main(argv=None):
     table = make_table(positive_frame, positive_emb, normal_emb)
     shape = TaskShape(args.pool, math.ceil(args.pool / 2), args.query, math.ceil(args.query / 2))
 
-    original, ours, lstm_ms, lstm_forward_ms = time_step_parts(args, positive_frame, normal_frame, positive_emb, normal_emb,
-                                              table, shape)
+    original, ours, lstm_ms, lstm_forward_ms = time_step_parts(args, positive_frame, normal_frame, positive_emb,
+                                                               normal_emb, table, shape)
     print("| part of one training step | original (ms) | ours (ms) | original / ours |")
     print("| --- | ---: | ---: | ---: |")
     for part in original:

@@ -70,8 +70,8 @@ def get_args_parser():
     parser.add_argument("--out", required=True, help="Markdown file for the summary")
     parser.add_argument("--docs_results", metavar="DIR",
                         help="also write the docs fragments demo_table.md and demo_own_xrays.md (demo_data.md with "
-                             "--splits, demo_time.md with --step_times) to DIR (for the repository's docs: docs/results; then make "
-                             "docs-numbers). Default: none written")
+                             "--splits, demo_time.md with --step_times) to DIR (for the repository's docs: "
+                             "docs/results; then make docs-numbers). Default: none written")
     parser.add_argument("--step_times", metavar="FILE",
                         help="the step marks of make demo (a 'STEP SECONDS' line at the start of each step, seconds "
                              f"since the epoch, '{END} SECONDS' after the last): the summary says each step's time. "
