@@ -30,8 +30,9 @@ and with --docs_fragment the printed report to a docs fragment.
 
 --dicom compares inputs instead: the synthetic pictures as JPEGs and as 12-bit DICOM files (MONOCHROME2, a
 window over the full range, in each transfer syntax named), decoded one image at a time in one thread
-(data.images.decode) and embedded end to end by xray_to_hdf5.py (--decoder pil); the table also goes to the
-markdown fragment --fragment (docs/results/embed_dicom.md), whose first line names the command and machine.
+(data.images.decode) and embedded end to end by xray_to_hdf5.py (--decoder pil); with --fragment FILE the table
+also goes to that markdown fragment (docs/results/embed_dicom.md for the docs), whose first line names the command
+and machine.
 """
 import argparse
 import json
@@ -120,8 +121,10 @@ def get_args_parser():
     parser.add_argument("--dicom", nargs="*", choices=tuple(DICOM_SYNTAXES), default=None,
                         help="compare JPEG input with the same pictures as DICOM files in these transfer syntaxes "
                              "(no value: uncompressed); synthetic images only")
-    parser.add_argument("--fragment", default=os.path.join(ROOT, "docs", "results", "embed_dicom.md"),
-                        help="--dicom: markdown fragment for the docs (default docs/results/embed_dicom.md)")
+    parser.add_argument("--fragment", metavar="FILE",
+                        help="with --dicom: also write its table as a docs fragment (docs/results/embed_dicom.md for "
+                             "docs/embedding.md; then make docs-numbers). Default: none, so that a user's run "
+                             "changes no docs")
     parser.add_argument("--docs_fragment", metavar="FILE",
                         help="also write the printed tables as a docs fragment (docs/results/embed.md for "
                              "docs/performance.md; then make docs-numbers). Default: none")
@@ -434,14 +437,15 @@ def compare_dicom(args, device, argv):
     command = "python3 bench/embed.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     table = dicom_table(rows, args, shape, command, machine_line(device), load_before, load_after)
     print("\n" + table)
-    os.makedirs(os.path.dirname(os.path.abspath(args.fragment)), exist_ok=True)
-    with open(args.fragment, "w") as f:
-        f.write(table)
+    if args.fragment:
+        os.makedirs(os.path.dirname(os.path.abspath(args.fragment)), exist_ok=True)
+        with open(args.fragment, "w") as f:
+            f.write(table)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "machine": machine_line(device), "load_average_before": load_before,
                    "load_average_after": load_after, "dicom_vs_jpeg": rows}, f, indent=2)
-    print(f"results saved to {args.out} and {args.fragment}")
+    print(f"results saved to {args.out}" + (f" and {args.fragment}" if args.fragment else ""))
 
 
 def write_dicom_copies(csv, root, syntaxes, work):
